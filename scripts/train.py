@@ -1,0 +1,316 @@
+"""Train the KL grader: MobileNetV2 (ImageNet, TF-Slim weights) + the seed's head, on kneeKL224.
+
+    scripts/train.py --recipe improved --out runs/improved
+
+Writes into --out: model.keras, train.log, history.json, metrics.json (selection slice and val),
+curves.png, confusion_val.png. Model selection uses only a patient-disjoint slice of train; val is
+reported, never used for a decision. The official test split is not read.
+"""
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+RECIPES = {
+    # The seed: /255 straight into MobileNetV2, balanced class weights, phase 2 from layer 100.
+    "seed": dict(rescale=False, flip=False, label_smoothing=0.0, class_weight="balanced",
+                 unfreeze_from=100, p1_epochs=30, p1_lr=1e-3, p2_epochs=20, p2_lr=1e-5,
+                 patience=5),
+    # Same architecture; the input range the ImageNet weights expect, mirror-image knees,
+    # label smoothing, milder class weights, the whole backbone fine-tuned at a higher rate.
+    "improved": dict(rescale=True, flip=True, label_smoothing=0.1, class_weight="sqrt",
+                     unfreeze_from=0, p1_epochs=30, p1_lr=1e-3, p2_epochs=12, p2_lr=1e-4,
+                     patience=4),
+}
+PRETRAINED = "mobilenet_v2_1.0_imagenet/mobilenet_v2_1.0_224_no_top.h5"
+GRADES = 5
+
+
+def parse_args():
+    here = Path(__file__).resolve().parent
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(here / "../../shared/data/kneeKL224"))
+    p.add_argument("--pretrained", default=str(here / "../../shared/pretrained" / PRETRAINED))
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="improved")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cache", default=str(here / "../runs/cache"), help="preprocessed-image cache")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--selection-fraction", type=float, default=0.15)
+    p.add_argument("--max-p2-epochs", type=int, help="override the recipe's phase-2 epochs")
+    return p.parse_args()
+
+
+def setup_logging(out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        handlers=[logging.FileHandler(out / "train.log"), logging.StreamHandler(sys.stdout)])
+
+
+def load_split(data: Path, split: str, cache: Path):
+    """All images of a split, preprocessed by the contract (cached as uint8), labels and patient ids."""
+    import kneeprep
+
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = cache / f"{split}.npz"
+    if cached.exists():
+        z = np.load(cached)
+        return z["x"], z["y"], z["patients"], z["names"]
+    xs, ys, patients, names = [], [], [], []
+    for grade in range(GRADES):
+        for f in sorted((data / split / str(grade)).glob("*.png")):
+            xs.append(kneeprep.load(f))
+            ys.append(grade)
+            patients.append(f.name[:7])
+            names.append(f"{grade}/{f.name}")
+    x, y = np.stack(xs), np.array(ys, np.int64)
+    patients, names = np.array(patients), np.array(names)
+    np.savez(cached, x=x, y=y, patients=patients, names=names)
+    return x, y, patients, names
+
+
+def selection_split(y, patients, fraction, seed):
+    """Patient-disjoint, grade-stratified slice of train for early stopping and model selection."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
+    fit_idx, sel_idx = next(folds.split(np.zeros(len(y)), y, groups=patients))
+    assert not set(patients[fit_idx]) & set(patients[sel_idx])
+    return fit_idx, sel_idx
+
+
+def class_weights(y, mode):
+    counts = np.bincount(y, minlength=GRADES).astype(np.float64)
+    if mode == "none":
+        w = np.ones(GRADES)
+    else:
+        w = len(y) / (GRADES * counts)  # sklearn's 'balanced'
+        if mode == "sqrt":
+            w = np.sqrt(w)
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def build(recipe, pretrained):
+    """Backbone + the seed's head. Returns (full model, backbone, head layers)."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input((224, 224, 3), name="image")  # the contract: equalized gray / 255, 3 channels
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_minus1_1")(inp) if recipe["rescale"] else inp
+    backbone = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, include_top=False,
+                                              weights=pretrained)
+    backbone.trainable = False
+    features = backbone(x, training=False)  # batch-norm stays in inference mode when fine-tuned
+    head = [layers.GlobalAveragePooling2D(name="gap"), layers.Dense(128, activation="relu", name="fc1"),
+            layers.Dropout(0.3, name="dropout"), layers.Dense(GRADES, name="logits")]
+    z = features
+    for layer in head:
+        z = layer(z)
+    return keras.Model(inp, z, name="kneekl"), backbone, head
+
+
+def augmenter(recipe, seed):
+    """The seed's augmentation (rotation 10 deg, zoom 0.1, brightness 0.8-1.2), plus flips if asked."""
+    import keras
+    import tensorflow as tf
+
+    geo = [keras.layers.RandomRotation(10 / 360, fill_mode="constant", seed=seed),
+           keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1)]
+    if recipe["flip"]:
+        geo.insert(0, keras.layers.RandomFlip("horizontal", seed=seed + 2))
+    rng = tf.random.Generator.from_seed(seed)
+
+    def apply(x, y):
+        for layer in geo:
+            x = layer(x, training=True)
+        b = rng.uniform((tf.shape(x)[0], 1, 1, 1), 0.8, 1.2)
+        return tf.clip_by_value(x * b, 0.0, 1.0), y
+
+    return apply
+
+
+def to_input(x_u8):
+    return np.repeat((x_u8.astype(np.float32) / 255.0)[..., None], 3, axis=-1)
+
+
+def dataset(x_u8, y, batch, shuffle_seed=None, augment=None, weights=None):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(y)), y))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
+    images = tf.constant(x_u8)
+
+    def fetch(i, label):
+        img = tf.cast(tf.gather(images, i), tf.float32) / 255.0
+        return tf.repeat(img[..., None], 3, axis=-1), label
+
+    ds = ds.map(fetch).batch(batch)
+    if augment:
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    if weights is not None:
+        wt = tf.constant([weights[i] for i in range(GRADES)], tf.float32)
+        ds = ds.map(lambda a, b: (a, b, tf.gather(wt, b)))
+    return ds.prefetch(2)
+
+
+def predict_logits(model, x_u8, batch=64):
+    return np.concatenate([model.predict_on_batch(to_input(x_u8[i:i + batch])) for i in range(0, len(x_u8), batch)])
+
+
+def fit_temperature(logits, y):
+    from scipy.optimize import minimize_scalar
+
+    def nll(t):
+        z = logits / t
+        z = z - z.max(1, keepdims=True)
+        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
+
+    return float(minimize_scalar(nll, bounds=(0.3, 5.0), method="bounded").x)
+
+
+def summarize(logits, y, temperature):
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
+
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    pred = p.argmax(1)
+    conf = p.max(1)
+    bins = np.minimum((conf * 10).astype(int), 9)
+    ece = sum(abs((pred[bins == b] == y[bins == b]).mean() - conf[bins == b].mean()) * (bins == b).mean()
+              for b in range(10) if (bins == b).any())
+    return dict(n=int(len(y)), accuracy=float(accuracy_score(y, pred)),
+                qwk=float(cohen_kappa_score(y, pred, weights="quadratic")),
+                mae=float(np.abs(pred - y).mean()), binary_accuracy=float(((pred >= 2) == (y >= 2)).mean()),
+                nll=float(-np.log(p[np.arange(len(y)), y] + 1e-12).mean()), ece=float(ece),
+                confusion=confusion_matrix(y, pred, labels=list(range(GRADES))).tolist())
+
+
+def plots(out: Path, history, confusion, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("loss", "val_loss"):
+        ax[0].plot(history.get(key, []), label=key)
+    for key in ("accuracy", "val_accuracy"):
+        ax[1].plot(history.get(key, []), label=key)
+    ax[0].set_title("loss (phase 1 then phase 2)")
+    ax[1].set_title("accuracy")
+    for a in ax:
+        a.set_xlabel("epoch")
+        a.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=90)
+    plt.close(fig)
+    fig, a = plt.subplots(figsize=(5, 4.5))
+    cm = np.array(confusion)
+    a.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(GRADES):
+        for j in range(GRADES):
+            a.text(j, i, cm[i, j], ha="center", va="center")
+    a.set_xlabel("predicted KL")
+    a.set_ylabel("true KL")
+    a.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out / "confusion_val.png", dpi=90)
+    plt.close(fig)
+
+
+def main():
+    args = parse_args()
+    out = Path(args.out)
+    setup_logging(out)
+    recipe = dict(RECIPES[args.recipe])
+    if args.max_p2_epochs is not None:
+        recipe["p2_epochs"] = args.max_p2_epochs
+    os.environ.setdefault("PYTHONHASHSEED", str(args.seed))
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(args.seed)
+    logging.info("recipe %s %s seed %d", args.recipe, recipe, args.seed)
+    t0 = time.time()
+    data = Path(args.data)
+    x, y, patients, _ = load_split(data, "train", Path(args.cache))
+    xv, yv, _, _ = load_split(data, "val", Path(args.cache))
+    fit_idx, sel_idx = selection_split(y, patients, args.selection_fraction, args.seed)
+    logging.info("train %d (fit %d, selection %d, patient-disjoint), val %d; loaded in %.0fs",
+                 len(y), len(fit_idx), len(sel_idx), len(yv), time.time() - t0)
+    weights = class_weights(y[fit_idx], recipe["class_weight"])
+    logging.info("class weights %s", weights)
+
+    model, backbone, head = build(recipe, args.pretrained)
+    loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=recipe["label_smoothing"])
+
+    def sparse_loss(y_true, y_pred):
+        return loss(tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), GRADES), y_pred)
+
+    history = {}
+
+    def record(h):
+        for k, v in h.history.items():
+            history.setdefault(k, []).extend(float(a) for a in v)
+
+    # Phase 1: frozen backbone, so pooled features are computed once and the head trained on them.
+    t1 = time.time()
+    pooled_model = keras.Model(model.input, head[0].output)
+    f_fit = pooled_model.predict(dataset(x[fit_idx], y[fit_idx], 64), verbose=0)
+    f_sel = pooled_model.predict(dataset(x[sel_idx], y[sel_idx], 64), verbose=0)
+    head_in = keras.Input((f_fit.shape[1],))
+    z = head_in
+    for layer in head[1:]:
+        z = layer(z)
+    head_model = keras.Model(head_in, z)
+    head_model.compile(keras.optimizers.Adam(recipe["p1_lr"]), sparse_loss, metrics=["accuracy"])
+    cb = [keras.callbacks.EarlyStopping(patience=recipe["patience"], restore_best_weights=True)]
+    record(head_model.fit(f_fit, y[fit_idx], validation_data=(f_sel, y[sel_idx]), epochs=recipe["p1_epochs"],
+                          batch_size=32, class_weight=weights, callbacks=cb, verbose=2))
+    logging.info("phase 1 done in %.0fs", time.time() - t1)
+
+    # Phase 2: fine-tune the backbone from layer `unfreeze_from` at a small learning rate.
+    t2 = time.time()
+    backbone.trainable = True
+    for layer in backbone.layers[: recipe["unfreeze_from"]]:
+        layer.trainable = False
+    model.compile(keras.optimizers.Adam(recipe["p2_lr"]), sparse_loss, metrics=["accuracy"])
+    train_ds = dataset(x[fit_idx], y[fit_idx], 32, shuffle_seed=args.seed, augment=augmenter(recipe, args.seed),
+                       weights=weights)
+    sel_ds = dataset(x[sel_idx], y[sel_idx], 64)
+    ckpt = out / "model.keras"
+    cb = [keras.callbacks.EarlyStopping(patience=recipe["patience"], restore_best_weights=True),
+          keras.callbacks.ReduceLROnPlateau(factor=0.3, patience=2, min_lr=1e-7),
+          keras.callbacks.ModelCheckpoint(ckpt, save_best_only=True),
+          keras.callbacks.CSVLogger(out / "phase2.csv")]
+    record(model.fit(train_ds, validation_data=sel_ds, epochs=recipe["p2_epochs"], callbacks=cb, verbose=2))
+    logging.info("phase 2 done in %.0fs", time.time() - t2)
+    model.save(ckpt)
+
+    sel_logits = predict_logits(model, x[sel_idx])
+    temperature = fit_temperature(sel_logits, y[sel_idx])
+    val_logits = predict_logits(model, xv)
+    metrics = dict(recipe=args.recipe, config=recipe, seed=args.seed, temperature=temperature,
+                   selection=summarize(sel_logits, y[sel_idx], temperature),
+                   selection_uncalibrated=summarize(sel_logits, y[sel_idx], 1.0),
+                   val=summarize(val_logits, yv, temperature), wall_seconds=round(time.time() - t0),
+                   n_fit=int(len(fit_idx)), n_selection=int(len(sel_idx)))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "history.json").write_text(json.dumps(history))
+    plots(out, history, metrics["val"]["confusion"], f"val, recipe {args.recipe}")
+    logging.info("temperature %.3f", temperature)
+    for part in ("selection", "val"):
+        m = metrics[part]
+        logging.info("%s: acc %.4f qwk %.4f mae %.4f binary %.4f nll %.4f ece %.4f", part, m["accuracy"],
+                     m["qwk"], m["mae"], m["binary_accuracy"], m["nll"], m["ece"])
+    logging.info("total %.0fs", time.time() - t0)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    main()

@@ -1,0 +1,137 @@
+//! The `bench` command: median time of each stage (decode, preprocess, inference, Grad-CAM,
+//! overlay) and of model load + optimise, for every model the card lists. Run it on the device:
+//! which model format is fastest differs between x86 and ARM.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::decode::{self, Limits};
+use crate::model::{Card, Classifier};
+use crate::{analysis, cam, preprocess};
+
+#[derive(Debug, Serialize)]
+pub struct StageMedians {
+    pub decode: f64,
+    pub preprocess: f64,
+    pub inference: f64,
+    pub cam: f64,
+    pub overlay: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelBench {
+    pub name: String,
+    pub file: String,
+    pub load_ms: f64,
+    pub stages_ms: StageMedians,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub runs: usize,
+    /// Description of the synthetic input that is decoded each run.
+    pub input: String,
+    pub models: Vec<ModelBench>,
+}
+
+impl Report {
+    pub fn to_text(&self) -> String {
+        let mut s = format!("median of {} runs, input {}\n", self.runs, self.input);
+        s += "model   load ms  decode  preproc  inference     cam  overlay  (ms)\n";
+        for m in &self.models {
+            let t = &m.stages_ms;
+            s += &format!(
+                "{:<6} {:>8.1} {:>7.2} {:>8.2} {:>10.2} {:>7.2} {:>8.2}\n",
+                m.name, m.load_ms, t.decode, t.preprocess, t.inference, t.cam, t.overlay
+            );
+        }
+        s
+    }
+}
+
+/// A synthetic radiograph-like PNG (1024×1024, smooth structure plus noise), encoded in memory,
+/// so the benchmark needs no data set.
+pub fn synthetic_png(size: u32) -> Vec<u8> {
+    let mut state = 0x2545_f491_u32;
+    let img = image::GrayImage::from_fn(size, size, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let (u, v) = (x as f32 / size as f32 - 0.5, y as f32 / size as f32 - 0.5);
+        let bone = (1.0 - (u * u * 6.0 + v * v * 2.0)).max(0.0) * 180.0;
+        let gap = if v.abs() < 0.03 { -60.0 } else { 0.0 };
+        image::Luma([(bone + gap + 40.0 + (state % 16) as f32).clamp(0.0, 255.0) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    // Writing into memory cannot fail for a valid image.
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("in-memory PNG encoding");
+    out.into_inner()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Benchmarks every model listed in the card in `dir`.
+pub fn run(dir: &Path, runs: usize) -> anyhow::Result<Report> {
+    let runs = runs.max(1);
+    let card = Card::load(dir)?;
+    let png = synthetic_png(1024);
+    let limits = Limits::default();
+    let mut models = Vec::new();
+    for name in card.models.keys() {
+        let (classifier, load_ms) = time(|| Classifier::load(dir, name));
+        let classifier = classifier?;
+        let mut t: [Vec<f64>; 5] = Default::default();
+        for _ in 0..runs {
+            let (gray, ms) = time(|| decode::decode_gray(&png, &limits));
+            let gray = gray?;
+            t[0].push(ms);
+            let (input, ms) = time(|| preprocess::to_network_input(&preprocess::preprocess(&gray)));
+            t[1].push(ms);
+            let (inference, ms) = time(|| classifier.infer(&input));
+            let inference = inference?;
+            t[2].push(ms);
+            let grade = inference.top().0;
+            let (grid, ms) =
+                time(|| cam::grad_cam(&inference.feature_map()?, classifier.head(), grade));
+            let grid = grid?;
+            t[3].push(ms);
+            let (overlay, ms) = time(|| analysis::overlay_image(&gray, &grid));
+            overlay?;
+            t[4].push(ms);
+        }
+        let [decode, preprocess, inference, cam, overlay] = t.map(median);
+        models.push(ModelBench {
+            name: name.clone(),
+            file: classifier.file.display().to_string(),
+            load_ms,
+            stages_ms: StageMedians {
+                decode,
+                preprocess,
+                inference,
+                cam,
+                overlay,
+            },
+        });
+    }
+    Ok(Report {
+        runs,
+        input: "synthetic 1024×1024 8-bit PNG".into(),
+        models,
+    })
+}

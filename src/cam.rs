@@ -1,0 +1,482 @@
+//! Grad-CAM for the grading head: channel weights from the head's exact gradient, the activation
+//! map, its upsampling, jet overlay and region of interest. Types validate shape when built.
+
+use image::{GrayImage, Rgb, RgbImage};
+use thiserror::Error;
+
+/// Default ROI threshold on the normalised heatmap.
+pub const ROI_THRESHOLD: f32 = 0.5;
+
+/// Colour of the ROI outline: magenta does not occur in the jet colormap nor in a gray X-ray.
+pub const OUTLINE_COLOUR: Rgb<u8> = Rgb([255, 0, 255]);
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum CamError {
+    #[error("{what} has {got} values but its shape needs {expected}")]
+    Length {
+        what: &'static str,
+        got: usize,
+        expected: usize,
+    },
+    #[error("{0} has a zero dimension")]
+    Empty(&'static str),
+    #[error("{0} contains NaN or infinite values")]
+    NonFinite(&'static str),
+    #[error("class {class} requested but the classifier head has {classes} classes")]
+    Class { class: usize, classes: usize },
+    #[error("heatmap is {heat_width}x{heat_height} but the image is {image_width}x{image_height}")]
+    Size {
+        heat_width: usize,
+        heat_height: usize,
+        image_width: u32,
+        image_height: u32,
+    },
+}
+
+/// Product of dimensions; saturates so absurd dimensions fail the length check instead of overflowing.
+fn product(dims: &[usize]) -> usize {
+    dims.iter().fold(1, |a, &b| a.saturating_mul(b))
+}
+
+fn check_len(what: &'static str, values: &[f32], expected: usize) -> Result<(), CamError> {
+    if values.len() != expected {
+        return Err(CamError::Length {
+            what,
+            got: values.len(),
+            expected,
+        });
+    }
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(CamError::NonFinite(what));
+    }
+    Ok(())
+}
+
+/// Dense head after the pooled features: `h = ReLU(g·W1 + b1)`, `z = h·W2 + b2`. Weights are
+/// stored Keras-style, row-major `w1[input][hidden]` and `w2[hidden][class]`.
+///
+/// The head is piecewise linear, so `∂z_c/∂g = W1 (m ⊙ W2[:, c])` with `m = 1[h > 0]` is exact
+/// and Grad-CAM needs no autodiff.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Head {
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    inputs: usize,
+    hidden: usize,
+    classes: usize,
+}
+
+impl Head {
+    pub fn new(
+        w1: Vec<f32>,
+        b1: Vec<f32>,
+        w2: Vec<f32>,
+        b2: Vec<f32>,
+        inputs: usize,
+        hidden: usize,
+        classes: usize,
+    ) -> Result<Head, CamError> {
+        if inputs == 0 || hidden == 0 || classes == 0 {
+            return Err(CamError::Empty("classifier head"));
+        }
+        check_len("head weight W1", &w1, product(&[inputs, hidden]))?;
+        check_len("head bias b1", &b1, hidden)?;
+        check_len("head weight W2", &w2, product(&[hidden, classes]))?;
+        check_len("head bias b2", &b2, classes)?;
+        Ok(Head {
+            w1,
+            b1,
+            w2,
+            b2,
+            inputs,
+            hidden,
+            classes,
+        })
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// Hidden pre-activations `g·W1 + b1`, accumulated in f64 so that the recomputed
+    /// logits agree with the model's to well below f32 display precision.
+    fn pre_activations(&self, pooled: &[f32]) -> Result<Vec<f64>, CamError> {
+        check_len(
+            "pooled features given to the classifier head",
+            pooled,
+            self.inputs,
+        )?;
+        let mut acc: Vec<f64> = self.b1.iter().map(|&b| f64::from(b)).collect();
+        for (&g, row) in pooled.iter().zip(self.w1.chunks_exact(self.hidden)) {
+            for (a, &w) in acc.iter_mut().zip(row) {
+                *a += f64::from(g) * f64::from(w);
+            }
+        }
+        Ok(acc)
+    }
+
+    /// Class logits (pre-softmax) for a pooled feature vector.
+    pub fn logits(&self, pooled: &[f32]) -> Result<Vec<f32>, CamError> {
+        let pre = self.pre_activations(pooled)?;
+        let mut acc: Vec<f64> = self.b2.iter().map(|&b| f64::from(b)).collect();
+        for (&p, row) in pre.iter().zip(self.w2.chunks_exact(self.classes)) {
+            let h = p.max(0.0);
+            for (a, &w) in acc.iter_mut().zip(row) {
+                *a += h * f64::from(w);
+            }
+        }
+        Ok(acc.into_iter().map(|z| z as f32).collect())
+    }
+
+    /// Exact gradient `∂z_class/∂g` of one logit with respect to the pooled features.
+    pub fn gradient(&self, pooled: &[f32], class: usize) -> Result<Vec<f32>, CamError> {
+        if class >= self.classes {
+            return Err(CamError::Class {
+                class,
+                classes: self.classes,
+            });
+        }
+        // Only hidden units that passed the ReLU carry gradient (m ⊙ W2[:, c]).
+        let upstream: Vec<f64> = self
+            .pre_activations(pooled)?
+            .iter()
+            .zip(self.w2.chunks_exact(self.classes))
+            .map(|(&p, row)| if p > 0.0 { f64::from(row[class]) } else { 0.0 })
+            .collect();
+        Ok(self
+            .w1
+            .chunks_exact(self.hidden)
+            .map(|row| {
+                let d: f64 = row
+                    .iter()
+                    .zip(&upstream)
+                    .map(|(&w, &u)| f64::from(w) * u)
+                    .sum();
+                d as f32
+            })
+            .collect())
+    }
+}
+
+/// Last convolutional feature map, NHWC row-major: value `(i, j, k)` is at `(i*width + j)*channels + k`.
+#[derive(Debug, Clone, Copy)]
+pub struct FeatureMap<'a> {
+    data: &'a [f32],
+    height: usize,
+    width: usize,
+    channels: usize,
+}
+
+impl<'a> FeatureMap<'a> {
+    pub fn new(
+        data: &'a [f32],
+        height: usize,
+        width: usize,
+        channels: usize,
+    ) -> Result<Self, CamError> {
+        if height == 0 || width == 0 || channels == 0 {
+            return Err(CamError::Empty("feature map"));
+        }
+        check_len("feature map", data, product(&[height, width, channels]))?;
+        Ok(FeatureMap {
+            data,
+            height,
+            width,
+            channels,
+        })
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The channel vectors of each spatial position, in row-major order.
+    fn positions(&self) -> std::slice::ChunksExact<'a, f32> {
+        self.data.chunks_exact(self.channels)
+    }
+}
+
+/// Per-channel mean over all spatial positions (what the model's pooling layer computes).
+pub fn global_average_pool(f: &FeatureMap) -> Vec<f32> {
+    let mut acc = vec![0.0f64; f.channels];
+    for position in f.positions() {
+        for (a, &v) in acc.iter_mut().zip(position) {
+            *a += f64::from(v);
+        }
+    }
+    let count = (f.height * f.width) as f64;
+    acc.into_iter().map(|a| (a / count) as f32).collect()
+}
+
+/// Grad-CAM channel weights `α_k = mean_ij ∂z_class/∂A_ijk = (∂z_class/∂g_k) / (H·W)`.
+pub fn channel_weights(f: &FeatureMap, head: &Head, class: usize) -> Result<Vec<f32>, CamError> {
+    let scale = 1.0 / (f.height * f.width) as f32;
+    let gradient = head.gradient(&global_average_pool(f), class)?;
+    Ok(gradient.into_iter().map(|d| d * scale).collect())
+}
+
+/// A row-major grid of heat values: the raw class-activation map, or its normalised upsampling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CamGrid {
+    width: usize,
+    height: usize,
+    values: Vec<f32>,
+}
+
+impl CamGrid {
+    pub fn new(width: usize, height: usize, values: Vec<f32>) -> Result<Self, CamError> {
+        let expected = product(&[width, height]);
+        if values.len() != expected {
+            return Err(CamError::Length {
+                what: "heatmap",
+                got: values.len(),
+                expected,
+            });
+        }
+        Ok(CamGrid {
+            width,
+            height,
+            values,
+        })
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    fn check_matches(&self, width: u32, height: u32) -> Result<(), CamError> {
+        if self.width as u64 != u64::from(width) || self.height as u64 != u64::from(height) {
+            return Err(CamError::Size {
+                heat_width: self.width,
+                heat_height: self.height,
+                image_width: width,
+                image_height: height,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `ReLU(Σ_k α_k A_k)` on the feature map's grid, before any normalisation.
+pub fn grad_cam(f: &FeatureMap, head: &Head, class: usize) -> Result<CamGrid, CamError> {
+    let alpha = channel_weights(f, head, class)?;
+    let values = f
+        .positions()
+        .map(|position| {
+            let s: f64 = position
+                .iter()
+                .zip(&alpha)
+                .map(|(&a, &w)| f64::from(a) * f64::from(w))
+                .sum();
+            s.max(0.0) as f32
+        })
+        .collect();
+    Ok(CamGrid {
+        width: f.width,
+        height: f.height,
+        values,
+    })
+}
+
+/// Numerically stable softmax (max subtracted first).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&z| (z - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+/// For each output index along one axis: the two source indices and the weight of the second.
+/// Half-pixel centres with clamp to edge, as OpenCV's `INTER_LINEAR` does.
+fn bilinear_taps(source: usize, target: usize) -> Vec<(usize, usize, f32)> {
+    let scale = source as f32 / target as f32;
+    let last = source - 1;
+    (0..target)
+        .map(|t| {
+            let x = ((t as f32 + 0.5) * scale - 0.5).max(0.0);
+            let i = (x.floor() as usize).min(last);
+            (i, (i + 1).min(last), x - i as f32)
+        })
+        .collect()
+}
+
+/// Bilinear resize of a heat grid to `width`×`height`, then divided by the grid's maximum so
+/// the result lies in 0..1. A grid without any positive value gives all zeros.
+pub fn upsample(grid: &CamGrid, width: u32, height: u32) -> CamGrid {
+    let (width, height) = (width as usize, height as usize);
+    let max = grid.values.iter().copied().fold(0.0f32, f32::max);
+    if grid.values.is_empty() || !(max > 0.0 && max.is_finite()) {
+        return CamGrid {
+            width,
+            height,
+            values: vec![0.0; width * height],
+        };
+    }
+    let xs = bilinear_taps(grid.width, width);
+    let ys = bilinear_taps(grid.height, height);
+    let at = |x: usize, y: usize| grid.values[y * grid.width + x];
+    let mut values = Vec::with_capacity(width * height);
+    for &(y0, y1, ty) in &ys {
+        for &(x0, x1, tx) in &xs {
+            let top = at(x0, y0) * (1.0 - tx) + at(x1, y0) * tx;
+            let bottom = at(x0, y1) * (1.0 - tx) + at(x1, y1) * tx;
+            let v = (top * (1.0 - ty) + bottom * ty) / max;
+            values.push(v.clamp(0.0, 1.0));
+        }
+    }
+    CamGrid {
+        width,
+        height,
+        values,
+    }
+}
+
+/// Round a value in 0..=255 to the nearest byte (halves up).
+fn to_byte(x: f32) -> u8 {
+    (x + 0.5) as u8
+}
+
+/// The classic "jet" colormap (dark blue → cyan → yellow → dark red), in its piecewise-linear
+/// form: channel = clamp(1.5 − |4v − c|, 0, 1) with c = 3, 2, 1 for red, green, blue.
+/// Inputs are clamped to 0..1; NaN maps to 0.
+pub fn colormap(v: f32) -> [u8; 3] {
+    let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, 1.0) };
+    let channel = |centre: f32| to_byte((1.5 - (4.0 * v - centre).abs()).clamp(0.0, 1.0) * 255.0);
+    [channel(3.0), channel(2.0), channel(1.0)]
+}
+
+/// Blend the colour-mapped heat over the gray X-ray: `(1 − alpha)·gray + alpha·colour`.
+/// The heatmap must have the X-ray's size; `alpha` is clamped to 0..1.
+pub fn overlay(xray: &GrayImage, heat: &CamGrid, alpha: f32) -> Result<RgbImage, CamError> {
+    heat.check_matches(xray.width(), xray.height())?;
+    let alpha = if alpha.is_nan() {
+        0.0
+    } else {
+        alpha.clamp(0.0, 1.0)
+    };
+    let keep = 1.0 - alpha;
+    let mut out = RgbImage::new(xray.width(), xray.height());
+    for ((pixel, gray), &v) in out.pixels_mut().zip(xray.pixels()).zip(&heat.values) {
+        let gray = f32::from(gray.0[0]);
+        let colour = colormap(v);
+        for (o, c) in pixel.0.iter_mut().zip(colour) {
+            *o = to_byte(keep * gray + alpha * f32::from(c));
+        }
+    }
+    Ok(out)
+}
+
+/// Bounding box of the region of interest, in heatmap pixels.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Roi {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Pixels of the region (not of its box) over all pixels of the heatmap.
+    pub area_fraction: f32,
+}
+
+/// Bounding box of the largest 8-connected region whose heat is ≥ `threshold`
+/// (the first one in raster order on a tie); `None` when no pixel reaches the threshold.
+pub fn roi(heat: &CamGrid, threshold: f32) -> Option<Roi> {
+    let (w, h) = (heat.width, heat.height);
+    let inside: Vec<bool> = heat.values.iter().map(|&v| v >= threshold).collect();
+    let mut seen = vec![false; inside.len()];
+    let mut best: Option<(usize, [usize; 4])> = None;
+    let mut stack = Vec::new();
+    for start in 0..inside.len() {
+        if !inside[start] || seen[start] {
+            continue;
+        }
+        // Flood fill with an explicit stack: a large region would overflow a recursive one.
+        seen[start] = true;
+        stack.push(start);
+        let (mut count, mut bounds) = (0, [usize::MAX, usize::MAX, 0, 0]);
+        while let Some(p) = stack.pop() {
+            let (x, y) = (p % w, p / w);
+            count += 1;
+            bounds = [
+                bounds[0].min(x),
+                bounds[1].min(y),
+                bounds[2].max(x),
+                bounds[3].max(y),
+            ];
+            for ny in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                    let q = ny * w + nx;
+                    if inside[q] && !seen[q] {
+                        seen[q] = true;
+                        stack.push(q);
+                    }
+                }
+            }
+        }
+        if best.is_none_or(|(c, _)| count > c) {
+            best = Some((count, bounds));
+        }
+    }
+    best.map(|(count, [x0, y0, x1, y1])| Roi {
+        x: x0 as u32,
+        y: y0 as u32,
+        width: (x1 - x0 + 1) as u32,
+        height: (y1 - y0 + 1) as u32,
+        area_fraction: count as f32 / inside.len() as f32,
+    })
+}
+
+/// Paint, in [`OUTLINE_COLOUR`], the contour of every region whose heat is ≥ `threshold`:
+/// the region's pixels that touch (4-neighbourhood) a pixel outside it or the image edge.
+/// The heatmap must have the image's size.
+pub fn draw_roi_outline(
+    img: &mut RgbImage,
+    heat: &CamGrid,
+    threshold: f32,
+) -> Result<(), CamError> {
+    heat.check_matches(img.width(), img.height())?;
+    let (w, h) = (heat.width, heat.height);
+    let inside = |x: usize, y: usize| heat.values[y * w + x] >= threshold;
+    for y in 0..h {
+        for x in 0..w {
+            let on_contour = inside(x, y)
+                && (x == 0
+                    || y == 0
+                    || x == w - 1
+                    || y == h - 1
+                    || !inside(x - 1, y)
+                    || !inside(x + 1, y)
+                    || !inside(x, y - 1)
+                    || !inside(x, y + 1));
+            if on_contour {
+                img.put_pixel(x as u32, y as u32, OUTLINE_COLOUR);
+            }
+        }
+    }
+    Ok(())
+}

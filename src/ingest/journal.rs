@@ -1,0 +1,172 @@
+//! The journal `<results>/journal.jsonl`: one JSON line per input, appended and fsync'd, keyed by
+//! the input's SHA-256, so a restart or a power cut neither repeats nor loses work.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The journal's file name inside the results folder.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+/// How an input ended: analysed, or rejected with a reason (in its result record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Rejected,
+}
+
+/// One journal line: `{"sha256","source","stem","status","time"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// SHA-256 of the input's bytes, lowercase hex: the key.
+    pub sha256: String,
+    /// Where the input was first found (its path, or a note such as an upload's name).
+    pub source: String,
+    /// Stem of its files in the results folder (`<stem>.json`, …).
+    pub stem: String,
+    pub status: Outcome,
+    /// When it was done, in whole seconds since 1970-01-01 UTC (Unix time): no calendar code
+    /// needed, and it sorts and compares as a number.
+    pub time: u64,
+}
+
+impl Entry {
+    /// An entry stamped with the current time.
+    pub fn new(
+        sha256: impl Into<String>,
+        source: impl Into<String>,
+        stem: impl Into<String>,
+        status: Outcome,
+    ) -> Entry {
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Entry {
+            sha256: sha256.into(),
+            source: source.into(),
+            stem: stem.into(),
+            status,
+            time,
+        }
+    }
+}
+
+/// The inputs done so far, in journal order, and the file new ones are appended to.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    entries: Vec<Entry>,
+    by_hash: HashMap<String, usize>,
+    /// A failed append may have left half a line: the next one must start on a fresh line.
+    needs_newline: bool,
+}
+
+impl Journal {
+    /// Opens (or creates) `<dir>/journal.jsonl` and reads what it holds. A damaged line (the last
+    /// one is torn if the power went while it was written) is skipped with a message on stderr:
+    /// that input is simply done again.
+    pub fn open(dir: &Path) -> io::Result<Journal> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(JOURNAL_FILE);
+        let existed = path.try_exists()?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
+        if !existed {
+            // The new name must survive a power cut too, not only the lines written into it.
+            File::open(dir)?.sync_all()?;
+        }
+
+        let mut text = Vec::new();
+        file.read_to_end(&mut text)?;
+        let mut journal = Journal {
+            path,
+            file,
+            entries: Vec::new(),
+            by_hash: HashMap::new(),
+            needs_newline: false,
+        };
+        for (number, line) in text.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Entry>(line) {
+                Ok(entry) => journal.remember(entry),
+                Err(e) => eprintln!(
+                    "kneescreen: {} line {} is incomplete or damaged (power cut while it was \
+                     written?) and is ignored; that input will be analysed again ({e})",
+                    journal.path.display(),
+                    number + 1
+                ),
+            }
+        }
+        journal.needs_newline = !text.is_empty() && !text.ends_with(b"\n");
+        Ok(journal)
+    }
+
+    /// The entry for an input's SHA-256, if it was done.
+    pub fn get(&self, sha256: &str) -> Option<&Entry> {
+        self.by_hash.get(sha256).map(|&i| &self.entries[i])
+    }
+
+    /// Appends one line and waits until it is on the disk.
+    pub fn append(&mut self, entry: Entry) -> io::Result<()> {
+        let mut line = Vec::with_capacity(160);
+        if self.needs_newline {
+            line.push(b'\n');
+        }
+        serde_json::to_writer(&mut line, &entry).map_err(io::Error::other)?;
+        line.push(b'\n');
+        // One write for the whole line: a crash tears at most this line, never an older one.
+        let written = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data());
+        if written.is_err() {
+            self.needs_newline = true;
+            return written;
+        }
+        self.needs_newline = false;
+        self.remember(entry);
+        Ok(())
+    }
+
+    /// Number of distinct inputs done.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The inputs done, oldest first (one per content hash).
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
+    }
+
+    /// Where the journal lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn remember(&mut self, entry: Entry) {
+        match self.by_hash.get(&entry.sha256) {
+            Some(&i) => self.entries[i] = entry,
+            None => {
+                self.by_hash
+                    .insert(entry.sha256.clone(), self.entries.len());
+                self.entries.push(entry);
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The classifier: finds the model card, loads the ONNX file it names with tract (optimised once),
+//! and turns a network input into logits, calibrated probabilities and the last feature map.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tract_onnx::pb::{ModelProto, TensorProto};
+use tract_onnx::prelude::*;
+
+use crate::cam::{self, CamError, FeatureMap, Head};
+use crate::preprocess::INPUT_SIZE;
+
+/// File name of the model card inside a models folder.
+pub const CARD_FILE: &str = "card.json";
+
+/// Why a model could not be loaded or run. Each one means the installation is broken, not the image.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The models folder or card is missing or unreadable: reinstall the models folder.
+    #[error("cannot read the model card {path}: {source}")]
+    CardUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The card is not valid JSON of the expected shape.
+    #[error("the model card {path} is malformed: {source}")]
+    CardMalformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// `--model` named a variant the card does not list.
+    #[error("the model card lists no model {0:?} (it has: {1})")]
+    UnknownVariant(String, String),
+    /// The ONNX file is missing or unreadable.
+    #[error("cannot read the model file {path}: {source}")]
+    FileUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The shipped file differs from the one the card describes: a damaged or mixed-up install.
+    #[error("the model file {path} does not match its card (sha256 {actual}, card says {expected}); reinstall the models folder")]
+    HashMismatch {
+        path: PathBuf,
+        actual: String,
+        expected: String,
+    },
+    /// The model's own head does not reproduce its logits: Grad-CAM would be wrong.
+    #[error("model self-test failed: the head recomputed from {0} does not reproduce the model's logits (max difference {1})")]
+    SelfTest(String, f32),
+    /// The model's outputs do not have the shapes Grad-CAM needs.
+    #[error("Grad-CAM could not be computed from the model's outputs: {0}")]
+    Cam(#[from] CamError),
+    /// Anything tract reports (unsupported operator, wrong shapes, …).
+    #[error("the model could not be loaded or run: {0}")]
+    Tract(String),
+}
+
+impl From<TractError> for ModelError {
+    fn from(e: TractError) -> Self {
+        ModelError::Tract(format!("{e:#}"))
+    }
+}
+
+/// One grade as the card describes it (the seed's grade descriptions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GradeInfo {
+    pub grade: u8,
+    pub label: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// A model file listed in the card.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelFile {
+    pub file: String,
+    pub sha256: String,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorName {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    pub features: TensorName,
+    pub logits: TensorName,
+}
+
+/// Initializer names of the head's weights inside the ONNX file (the one source of truth).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeadNames {
+    pub w1: String,
+    pub b1: String,
+    pub w2: String,
+    pub b2: String,
+}
+
+/// The model card: what the binary needs to know about the shipped models (written by scripts/export.py).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Card {
+    pub name: String,
+    pub intended_use: String,
+    pub classes: Vec<GradeInfo>,
+    pub oa_from_grade: u8,
+    pub preprocessing: String,
+    pub input: TensorName,
+    pub outputs: Outputs,
+    pub head: HeadNames,
+    /// Softmax temperature fitted on the selection slice, so that confidence means what it says.
+    pub temperature: f32,
+    /// Below this top-class probability the result asks for a clinician's read.
+    pub refer_below_confidence: f32,
+    pub default: String,
+    pub models: std::collections::BTreeMap<String, ModelFile>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Card {
+    pub fn load(dir: &Path) -> Result<Card, ModelError> {
+        let path = dir.join(CARD_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::CardUnreadable {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| ModelError::CardMalformed { path, source })
+    }
+}
+
+/// Where the models folder is: `$KNEESCREEN_MODELS`, next to the binary, `../share/kneescreen/models`
+/// from it, the working directory, then the source tree (for tests and `cargo run`).
+pub fn default_models_dir() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("KNEESCREEN_MODELS") {
+        candidates.push(PathBuf::from(dir));
+    }
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        candidates.push(exe_dir.join("models"));
+        candidates.push(exe_dir.join("../share/kneescreen/models"));
+    }
+    candidates.push(PathBuf::from("models"));
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    let fallback = candidates.last().cloned().unwrap_or_default();
+    candidates
+        .into_iter()
+        .find(|d| d.join(CARD_FILE).is_file())
+        .unwrap_or(fallback)
+}
+
+/// What a single forward pass gives.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    pub logits: Vec<f32>,
+    /// softmax(logits / temperature)
+    pub probabilities: Vec<f32>,
+    /// Last convolutional feature map, NHWC without the batch axis (7×7×1280).
+    pub features: Vec<f32>,
+    pub feature_height: usize,
+    pub feature_width: usize,
+    pub feature_channels: usize,
+}
+
+impl Inference {
+    pub fn feature_map(&self) -> Result<FeatureMap<'_>, CamError> {
+        FeatureMap::new(
+            &self.features,
+            self.feature_height,
+            self.feature_width,
+            self.feature_channels,
+        )
+    }
+
+    /// The predicted grade (arg-max) and its probability.
+    pub fn top(&self) -> (usize, f32) {
+        self.probabilities
+            .iter()
+            .copied()
+            .enumerate()
+            .fold(
+                (0, f32::MIN),
+                |best, (i, p)| if p > best.1 { (i, p) } else { best },
+            )
+    }
+}
+
+type Plan = TypedSimplePlan;
+
+/// A loaded, optimised model with its head weights and card.
+pub struct Classifier {
+    plan: std::sync::Arc<Plan>,
+    head: Head,
+    card: Card,
+    /// Variant name ("int8", "fp32") or the path given.
+    pub variant: String,
+    pub file: PathBuf,
+    pub sha256: String,
+    features_index: usize,
+    logits_index: usize,
+}
+
+impl Classifier {
+    /// Loads `which` ("int8", "fp32", or a path to an ONNX file with the card's layout) from `dir`.
+    pub fn load(dir: &Path, which: &str) -> Result<Classifier, ModelError> {
+        let card = Card::load(dir)?;
+        let (file, expected) = match card.models.get(which) {
+            Some(m) => (dir.join(&m.file), Some(m.sha256.clone())),
+            None if which.ends_with(".onnx") => (PathBuf::from(which), None),
+            None => {
+                let known = card.models.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(ModelError::UnknownVariant(which.to_string(), known));
+            }
+        };
+        let bytes = std::fs::read(&file).map_err(|source| ModelError::FileUnreadable {
+            path: file.clone(),
+            source,
+        })?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        if let Some(expected) = expected.filter(|e| *e != sha256) {
+            return Err(ModelError::HashMismatch {
+                path: file,
+                actual: sha256,
+                expected,
+            });
+        }
+        let onnx = tract_onnx::onnx();
+        let proto: ModelProto = onnx.proto_model_for_read(&mut &bytes[..])?;
+        let head = read_head(&onnx, &proto, &card)?;
+        let mut model = onnx.model_for_proto_model(&proto)?;
+        let shape: Vec<usize> = card.input.shape.clone();
+        model = model.with_input_fact(0, f32::fact(shape).into())?;
+        let output_index = |name: &str| {
+            proto
+                .graph
+                .iter()
+                .flat_map(|g| g.output.iter())
+                .position(|o| o.name == name)
+                .ok_or_else(|| {
+                    ModelError::Tract(format!("the model file has no output named {name:?}"))
+                })
+        };
+        let features_index = output_index(&card.outputs.features.name)?;
+        let logits_index = output_index(&card.outputs.logits.name)?;
+        let plan = model.into_optimized()?.into_runnable()?;
+        let classifier = Classifier {
+            plan,
+            head,
+            card,
+            variant: which.to_string(),
+            file,
+            sha256,
+            features_index,
+            logits_index,
+        };
+        classifier.self_test()?;
+        Ok(classifier)
+    }
+
+    pub fn card(&self) -> &Card {
+        &self.card
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Runs the network on a preprocessed input (`preprocess::to_network_input`).
+    pub fn infer(&self, input: &[f32]) -> Result<Inference, ModelError> {
+        let s = INPUT_SIZE as usize;
+        let tensor = tract_ndarray::Array4::from_shape_vec((1, s, s, 3), input.to_vec())
+            .map_err(|e| ModelError::Tract(format!("input of the wrong size: {e}")))?;
+        let outputs = self.plan.run(tvec!(Tensor::from(tensor).into()))?;
+        let features_t = &outputs[self.features_index];
+        let shape = features_t.shape().to_vec();
+        if shape.len() != 4 {
+            return Err(ModelError::Tract(format!(
+                "feature map has shape {shape:?}, expected 1×H×W×C"
+            )));
+        }
+        let features = features_t
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .copied()
+            .collect();
+        let logits: Vec<f32> = outputs[self.logits_index]
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .copied()
+            .collect();
+        let scaled: Vec<f32> = logits.iter().map(|z| z / self.card.temperature).collect();
+        Ok(Inference {
+            probabilities: cam::softmax(&scaled),
+            logits,
+            features,
+            feature_height: shape[1],
+            feature_width: shape[2],
+            feature_channels: shape[3],
+        })
+    }
+
+    /// Recomputes the logits from the feature map through the head read from the file: if they
+    /// differ, the Grad-CAM weights would not be the model's own.
+    fn self_test(&self) -> Result<(), ModelError> {
+        let s = INPUT_SIZE as usize;
+        // A smooth synthetic probe with some structure; any input exercises the head.
+        let probe: Vec<f32> = (0..s * s * 3)
+            .map(|i| ((i / 3) % s) as f32 / s as f32)
+            .collect();
+        let out = self.infer(&probe)?;
+        let pooled = cam::global_average_pool(&out.feature_map()?);
+        let recomputed = self.head.logits(&pooled)?;
+        let diff = recomputed
+            .iter()
+            .zip(&out.logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        let scale = out.logits.iter().map(|z| z.abs()).fold(1.0, f32::max);
+        if diff > 1e-3 * scale {
+            return Err(ModelError::SelfTest(self.file.display().to_string(), diff));
+        }
+        Ok(())
+    }
+}
+
+fn read_head(onnx: &tract_onnx::Onnx, proto: &ModelProto, card: &Card) -> Result<Head, ModelError> {
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| ModelError::Tract("the ONNX file has no graph".into()))?;
+    let load = |name: &str| -> Result<(Vec<f32>, Vec<usize>), ModelError> {
+        let t: &TensorProto = graph
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                ModelError::Tract(format!("head weight {name:?} not found in the model file"))
+            })?;
+        let tensor = tract_onnx::tensor::load_tensor(&*onnx.provider, t, None)?;
+        let values = tensor
+            .cast_to::<f32>()?
+            .to_plain_array_view::<f32>()?
+            .iter()
+            .copied()
+            .collect();
+        Ok((values, tensor.shape().to_vec()))
+    };
+    let (w1, s1) = load(&card.head.w1)?;
+    let (b1, _) = load(&card.head.b1)?;
+    let (w2, s2) = load(&card.head.w2)?;
+    let (b2, _) = load(&card.head.b2)?;
+    if s1.len() != 2 || s2.len() != 2 {
+        return Err(ModelError::Tract(format!(
+            "head weights have shapes {s1:?} and {s2:?}, expected matrices"
+        )));
+    }
+    Ok(Head::new(w1, b1, w2, b2, s1[0], s1[1], s2[1])?)
+}
+
+/// Lower-case hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of a byte slice, as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}

@@ -1,0 +1,131 @@
+//! Reading inputs safely and writing results: inputs are only ever read (with a size limit, never
+//! modified); result files are written to a temporary name and renamed into place.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::analysis::{Analysis, Record};
+
+/// Why an input file could not be read. The file itself is left as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("it is a directory, not an image file")]
+    Directory,
+    #[error("the file does not exist (removed, or the USB stick was pulled?)")]
+    Missing,
+    #[error("permission denied: the appliance may not read this file")]
+    PermissionDenied,
+    #[error("the file is {size} bytes, more than the {limit}-byte limit for one image")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the file could not be read: {0}")]
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for InputError {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => InputError::Missing,
+            std::io::ErrorKind::PermissionDenied => InputError::PermissionDenied,
+            _ => InputError::Io(e),
+        }
+    }
+}
+
+/// Reads a whole input file, refusing directories and anything over `limit` bytes before reading.
+pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
+    let meta = fs::metadata(path)?;
+    if meta.is_dir() {
+        return Err(InputError::Directory);
+    }
+    if meta.len() > limit {
+        return Err(InputError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    let file = fs::File::open(path)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // The file may grow while we read it: never read past the limit.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(InputError::TooLarge {
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn png_bytes<P: image::PixelWithColorType, C: std::ops::Deref<Target = [P::Subpixel]>>(
+    img: &image::ImageBuffer<P, C>,
+) -> std::io::Result<Vec<u8>>
+where
+    P::Subpixel: image::Primitive,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(std::io::Error::other)?;
+    Ok(out.into_inner())
+}
+
+/// Encodes an image as PNG and writes it atomically.
+pub fn write_png<P: image::PixelWithColorType, C: std::ops::Deref<Target = [P::Subpixel]>>(
+    path: &Path,
+    img: &image::ImageBuffer<P, C>,
+) -> std::io::Result<()>
+where
+    P::Subpixel: image::Primitive,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    write_atomic(path, &png_bytes(img)?)
+}
+
+/// The files written for one analysed input.
+pub struct Written {
+    pub json: PathBuf,
+    pub overlay: Option<PathBuf>,
+}
+
+/// Writes `<stem>.json` and, when there is one, `<stem>.overlay.png` into `dir`.
+pub fn write_analysis(dir: &Path, stem: &str, analysis: &Analysis) -> std::io::Result<Written> {
+    let overlay = match &analysis.overlay {
+        Some(img) => {
+            let path = dir.join(format!("{stem}.overlay.png"));
+            write_png(&path, img)?;
+            Some(path)
+        }
+        None => None,
+    };
+    let json = write_record(dir, stem, &analysis.record)?;
+    Ok(Written { json, overlay })
+}
+
+/// Writes `<stem>.json` for a record.
+pub fn write_record(dir: &Path, stem: &str, record: &Record) -> std::io::Result<PathBuf> {
+    let path = dir.join(format!("{stem}.json"));
+    let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+    write_atomic(&path, &text)?;
+    Ok(path)
+}

@@ -1,0 +1,188 @@
+//! The shipped models under tract against onnxruntime's outputs (tests/fixtures/model, made by
+//! scripts/make_model_fixtures.py), per-channel quantization, Grad-CAM against finite
+//! differences, and refusal of a damaged install. Runs unchanged under qemu-aarch64 in CI.
+
+mod util;
+
+use std::path::Path;
+
+use kneescreen::cam;
+use kneescreen::decode::{decode_gray, Limits};
+use kneescreen::model::{default_models_dir, Card, Classifier, ModelError};
+use kneescreen::preprocess;
+use serde_json::Value;
+use tract_onnx::prelude::*;
+
+/// Probability tolerance against onnxruntime. fp32: tract and onnxruntime agree to ~1e-5 on logits.
+/// int8: the two runtimes round requantisation differently (and aarch64 sums in another order),
+/// which moves the feature map by a few quantisation steps.
+const FP32_TOLERANCE: f32 = 2e-3;
+const INT8_TOLERANCE: f32 = 0.06;
+
+fn expected() -> Value {
+    let text =
+        std::fs::read_to_string(util::fixture("model/expected.json")).expect("expected.json");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+#[test]
+fn fixtures_belong_to_the_shipped_models() {
+    let card = Card::load(&default_models_dir()).expect("card");
+    let e = expected();
+    for (variant, m) in &card.models {
+        assert_eq!(
+            e["model_sha256"][variant].as_str(),
+            Some(m.sha256.as_str()),
+            "tests/fixtures/model is for other model files: rerun scripts/make_model_fixtures.py"
+        );
+    }
+}
+
+#[test]
+fn tract_matches_onnxruntime_on_fixture_images() {
+    let dir = default_models_dir();
+    let e = expected();
+    for (variant, tolerance) in [("fp32", FP32_TOLERANCE), ("int8", INT8_TOLERANCE)] {
+        let classifier = Classifier::load(&dir, variant).expect("model loads");
+        for (name, want) in e["images"].as_object().unwrap() {
+            let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
+            let gray = decode_gray(&bytes, &Limits::default()).unwrap();
+            let out = classifier
+                .infer(&preprocess::to_network_input(&preprocess::preprocess(
+                    &gray,
+                )))
+                .unwrap();
+            let want = &want[variant];
+            assert_eq!(
+                out.top().0 as u64,
+                want["grade"].as_u64().unwrap(),
+                "{variant} {name}: grade"
+            );
+            for (got, exp) in out
+                .probabilities
+                .iter()
+                .zip(want["probabilities"].as_array().unwrap())
+            {
+                let exp = exp.as_f64().unwrap() as f32;
+                assert!(
+                    (got - exp).abs() <= tolerance,
+                    "{variant} {name}: probability {got} vs {exp}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_and_fp32_agree_on_fixture_grades() {
+    let e = expected();
+    for (name, want) in e["images"].as_object().unwrap() {
+        assert_eq!(want["fp32"]["grade"], want["int8"]["grade"], "{name}");
+    }
+}
+
+/// tract must apply a different scale to each output channel of a per-axis DequantizeLinear.
+#[test]
+fn per_channel_dequantization_uses_every_channels_scale() {
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(util::fixture("model/per_channel.json")).unwrap(),
+    )
+    .unwrap();
+    let floats = |k: &str| -> Vec<f32> {
+        spec[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let dims = |k: &str| -> Vec<usize> {
+        spec[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    };
+    let model = tract_onnx::onnx()
+        .model_for_path(util::fixture("model/per_channel.onnx"))
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let x = tract_ndarray::ArrayD::from_shape_vec(dims("x_shape"), floats("x")).unwrap();
+    let y = model.run(tvec!(Tensor::from(x).into())).unwrap();
+    let got: Vec<f32> = y[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let want = floats("y");
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{g} vs {w}");
+    }
+}
+
+/// Grad-CAM's channel weights equal the gradient of the logit with respect to the feature map,
+/// measured independently by central differences through the model's own head.
+#[test]
+fn grad_cam_weights_match_finite_differences_of_the_real_head() {
+    let classifier = Classifier::load(&default_models_dir(), "fp32").unwrap();
+    let gray = util::synthetic_knee(256, 256, 11);
+    let out = classifier
+        .infer(&preprocess::to_network_input(&preprocess::preprocess(
+            &gray,
+        )))
+        .unwrap();
+    let fmap = out.feature_map().unwrap();
+    let pooled = cam::global_average_pool(&fmap);
+    let cells = (fmap.height() * fmap.width()) as f64;
+    let logit = |g: &[f32], class: usize| classifier.head().logits(g).unwrap()[class] as f64;
+    for class in 0..5 {
+        let alpha = cam::channel_weights(&fmap, classifier.head(), class).unwrap();
+        for k in (0..pooled.len()).step_by(37) {
+            let h = 1e-2_f32;
+            let mut up = pooled.clone();
+            up[k] += h;
+            let mut down = pooled.clone();
+            down[k] -= h;
+            let d = (logit(&up, class) - logit(&down, class)) / (2.0 * h as f64);
+            // ∂z/∂A_ijk = (1/HW) ∂z/∂g_k
+            assert!(
+                (alpha[k] as f64 - d / cells).abs() < 1e-4,
+                "class {class} channel {k}: {} vs {}",
+                alpha[k],
+                d / cells
+            );
+        }
+    }
+}
+
+#[test]
+fn a_model_file_that_does_not_match_its_card_is_refused() {
+    let src = default_models_dir();
+    let dir = util::temp_dir();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let card_path = dir.path().join("card.json");
+    let mut card: Value =
+        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    card["models"]["fp32"]["sha256"] = Value::from("0".repeat(64));
+    std::fs::write(&card_path, card.to_string()).unwrap();
+    match Classifier::load(dir.path(), "fp32") {
+        Err(ModelError::HashMismatch { .. }) => {}
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a mismatching model file was accepted"),
+    }
+    assert!(matches!(
+        Classifier::load(Path::new("/nonexistent"), "int8"),
+        Err(ModelError::CardUnreadable { .. })
+    ));
+}
