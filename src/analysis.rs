@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use image::{GrayImage, RgbImage};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cam::{self, CamError, CamGrid, Roi, ROI_THRESHOLD};
 use crate::decode::{self, DecodeError, Limits};
@@ -17,7 +17,7 @@ use crate::results;
 const HEAT_ALPHA: f32 = 0.45;
 
 /// Milliseconds spent in each stage.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub decode: f64,
     pub preprocess: f64,
@@ -28,7 +28,7 @@ pub struct Timings {
 }
 
 /// The model that produced a result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelId {
     pub name: String,
     pub variant: String,
@@ -37,7 +37,7 @@ pub struct ModelId {
 }
 
 /// The record for one input: `status` "ok" with the analysis, or "rejected" with a reason.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub file: String,
     pub status: Status,
@@ -49,7 +49,7 @@ pub struct Record {
     pub result: Option<Grading>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -57,7 +57,7 @@ pub enum Status {
 }
 
 /// What the model said about an image that could be read.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Grading {
     /// Kellgren–Lawrence grade 0–4 (arg-max of the probabilities).
     pub grade: u8,
@@ -82,7 +82,7 @@ pub struct Grading {
     pub input_height: u32,
     pub model: ModelId,
     pub timings_ms: Timings,
-    pub notice: &'static str,
+    pub notice: String,
 }
 
 /// Shown with every result.
@@ -98,7 +98,7 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    fn rejected(record: Record) -> Analysis {
+    pub fn rejected(record: Record) -> Analysis {
         Analysis {
             record,
             overlay: None,
@@ -187,7 +187,7 @@ pub fn analyze(
             preprocessing: card.preprocessing.clone(),
         },
         timings_ms: t,
-        notice: NOTICE,
+        notice: NOTICE.to_string(),
     };
     let record = Record {
         file: name.to_string(),

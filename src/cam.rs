@@ -393,7 +393,7 @@ pub fn overlay(xray: &GrayImage, heat: &CamGrid, alpha: f32) -> Result<RgbImage,
 }
 
 /// Bounding box of the region of interest, in heatmap pixels.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Roi {
     pub x: u32,
     pub y: u32,

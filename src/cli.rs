@@ -34,6 +34,38 @@ pub enum Command {
     Eval(EvalArgs),
     /// Time each stage for every shipped model.
     Bench(BenchArgs),
+    /// Run the appliance: watch inboxes and USB sticks, grade new X-rays, drive the panel and
+    /// the web console.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// TOML config file (default: /etc/kneescreen/kneescreen.toml when present, else built-in defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A folder to watch (repeatable; replaces the config's inboxes).
+    #[arg(long = "inbox")]
+    pub inboxes: Vec<PathBuf>,
+    /// Where results, the journal and panel.png go.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Where USB sticks are mounted.
+    #[arg(long)]
+    pub usb_parent: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub panel: Option<crate::hw::PanelKind>,
+    /// Web console address (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// int8, fp32, or a path to an ONNX file.
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub models_dir: Option<PathBuf>,
+    /// Grade what is there, then exit (batch use and tests).
+    #[arg(long)]
+    pub exit_when_idle: bool,
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Analyze(args) => analyze_cmd(&args),
         Command::Eval(args) => eval_cmd(&args),
         Command::Bench(args) => bench_cmd(&args),
+        Command::Run(args) => run_cmd(args),
     };
     match result {
         Ok(code) => code,
@@ -271,5 +304,20 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{}", report.to_text());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let overrides = crate::config::Overrides {
+        inboxes: args.inboxes,
+        results: args.results,
+        panel: args.panel,
+        listen: args.listen,
+        model: args.model,
+        models_dir: args.models_dir,
+        usb_mount_parent: args.usb_parent,
+    };
+    let config = crate::config::Config::load(args.config.as_deref())?.with_overrides(overrides)?;
+    crate::app::run(config, args.exit_when_idle)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,9 +2,11 @@
 //! Grad-CAM). Each module owns one concern; `main.rs` is a thin command-line layer over them.
 
 pub mod analysis; // one image end to end → result record, overlay, network input
+pub mod app; // the appliance loop: events → analysis → results → panel
 pub mod bench; // per-stage timings for every shipped model
 pub mod cam; // Grad-CAM from the feature map and the head's weights, heatmap, ROI
 pub mod cli; // command-line arguments and commands
+pub mod config; // the appliance settings (TOML + flags)
 pub mod decode; // bytes → 8-bit grayscale image, with size/allocation limits
 pub mod eval; // accuracy over a labelled folder
 pub mod figures; // confusion-matrix picture, in-memory drawing canvas

@@ -131,7 +131,7 @@ fn graded(
                 preprocessing: "crop60-eqhist-v1".into(),
             },
             timings_ms: Timings::default(),
-            notice: NOTICE,
+            notice: NOTICE.to_string(),
         }),
     }
 }

@@ -62,7 +62,7 @@ pub fn grade<D: DrawTarget<Color = Rgb565>>(
     // From the bottom up, so that these always get their room and the text above gets the rest.
     let notice = s
         .theme
-        .first_fitting(&[g.notice, SCREENING_AID], Font::Small, rest.w);
+        .first_fitting(&[&g.notice, SCREENING_AID], Font::Small, rest.w);
     let notice_area = rest.take_bottom(s.theme.line_height(Font::Small));
     s.text(notice_area, notice, Font::Small, colour::TEXT, Align::Left)?;
     rest.take_bottom(pad);

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Times tract (through `kneescreen bench`) and onnxruntime on the same model files in one run,
+both on one thread, and prints the tract/onnxruntime inference ratio per model.
+
+    cargo build --release
+    .venv/bin/python scripts/bench_vs_onnxruntime.py [--bin target/release/kneescreen] [--runs 30]
+
+Also prints whether everything around the network (decode, preprocess, CAM, overlay) stays
+within half of the inference time. Not run in CI (timings need a quiet machine).
+"""
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ort_median_ms(path, runs):
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32)
+    session.run(None, {"image": x})  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        session.run(None, {"image": x})
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin", default=str(ROOT / "target/release/kneescreen"))
+    p.add_argument("--runs", type=int, default=30)
+    args = p.parse_args()
+    out = subprocess.run([args.bin, "bench", "--json", "--runs", str(args.runs)], check=True, capture_output=True,
+                         text=True)
+    report = json.loads(out.stdout)
+    print(f"{'model':<6} {'tract ms':>9} {'ort ms':>8} {'tract/ort':>10} {'around/inference':>17} {'load ms':>8}")
+    for m in report["models"]:
+        s = m["stages_ms"]
+        ort_ms = ort_median_ms(Path(m["file"]), args.runs)
+        around = s["decode"] + s["preprocess"] + s["cam"] + s["overlay"]
+        print(f"{m['name']:<6} {s['inference']:>9.2f} {ort_ms:>8.2f} {s['inference'] / ort_ms:>10.2f} "
+              f"{around / s['inference']:>17.3f} {m['load_ms']:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,463 @@
+//! The appliance loop: events (complete input files, button presses, web uploads, ticks) →
+//! analysis → results folder and journal → view state → panel. One thread owns all of it; the
+//! watcher, the button and the web console only send events.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::analysis::{self, Analysis, AnalysisError, Record};
+use crate::config::Config;
+use crate::decode::Limits;
+use crate::hw::{ButtonEvent, Panel};
+use crate::ingest::{self, Entry, Journal, Outcome, Watcher};
+use crate::model::{self, Classifier};
+use crate::results::{self, InputError};
+use crate::ui::{self, StatusInfo, Study, View, ViewState};
+
+/// How many studies the button can page back through.
+const HISTORY: usize = 50;
+/// How long a file whose results could not be written waits before it is tried again.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// The loop wakes at least this often (systemd watchdog, retries, free-disk figure).
+const TICK: Duration = Duration::from_secs(1);
+
+/// Something the appliance must react to.
+pub enum Event {
+    /// A complete file appeared in an inbox or on a USB stick.
+    File(PathBuf),
+    /// A file uploaded through the web console; the record goes back on `reply`.
+    Upload {
+        bytes: Vec<u8>,
+        name: String,
+        reply: Sender<Result<Record, String>>,
+    },
+    Button(ButtonEvent),
+    /// The watcher has nothing pending (used by `--exit-when-idle`).
+    WatcherIdle,
+}
+
+impl From<ButtonEvent> for Event {
+    fn from(b: ButtonEvent) -> Event {
+        Event::Button(b)
+    }
+}
+
+/// What the web console reads: the last panel frame and the status figures.
+#[derive(Default)]
+pub struct Shared {
+    pub panel_png: Vec<u8>,
+    pub status: StatusInfo,
+    pub watched: Vec<String>,
+    pub watcher_error: Option<String>,
+    pub watcher_pending: usize,
+}
+
+/// The appliance's state, owned by the loop thread.
+pub struct App<P: Panel> {
+    config: Config,
+    classifier: Classifier,
+    journal: Journal,
+    panel: P,
+    history: VecDeque<Arc<Study>>,
+    state: ViewState,
+    shared: Arc<Mutex<Shared>>,
+    limits: Limits,
+    retries: Vec<(Instant, PathBuf)>,
+}
+
+impl<P: Panel> App<P>
+where
+    P::Error: std::fmt::Debug,
+{
+    pub fn new(
+        config: Config,
+        classifier: Classifier,
+        panel: P,
+        shared: Arc<Mutex<Shared>>,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.results)?;
+        let journal = Journal::open(&config.results)?;
+        let limits = Limits {
+            max_file_bytes: config.max_file_mb * 1024 * 1024,
+            ..Limits::default()
+        };
+        let mut state = ViewState::default();
+        state.status.model = format!("{} ({})", classifier.card().name, classifier.variant);
+        state.status.processed = journal.len() as u64;
+        state.status.rejected = journal
+            .iter()
+            .filter(|e| e.status == Outcome::Rejected)
+            .count() as u64;
+        let mut app = App {
+            config,
+            classifier,
+            journal,
+            panel,
+            history: VecDeque::new(),
+            state,
+            shared,
+            limits,
+            retries: Vec::new(),
+        };
+        app.show();
+        Ok(app)
+    }
+
+    /// Reacts to one event. Returns false when the loop should end (`--exit-when-idle`).
+    pub fn handle(&mut self, event: Event, exit_when_idle: bool) -> bool {
+        match event {
+            Event::File(path) => self.process_file(&path),
+            Event::Upload { bytes, name, reply } => {
+                let _ = reply.send(self.process_upload(bytes, &name));
+            }
+            Event::Button(b) => self.press(b),
+            Event::WatcherIdle => return !(exit_when_idle && self.retries.is_empty()),
+        }
+        true
+    }
+
+    /// Periodic work: retries that are due, and fresh status figures.
+    pub fn tick(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|(at, _)| *at <= now);
+        self.retries = later;
+        for (_, path) in due {
+            self.process_file(&path);
+        }
+        let before = self.state.status.clone();
+        self.refresh_status();
+        if status_changed(&before, &self.state.status) && self.state.view == View::Status {
+            self.show();
+        }
+    }
+
+    fn press(&mut self, event: ButtonEvent) {
+        match event {
+            ButtonEvent::Next => self.state.view = self.state.view.next(),
+            ButtonEvent::Previous => {
+                // Long press: one study back, wrapping to the newest.
+                if !self.history.is_empty() {
+                    self.state.history_index = match self.state.history_index {
+                        0 => self.history.len() - 1,
+                        i => i - 1,
+                    };
+                    self.state.study = self.history.get(self.state.history_index).cloned();
+                    self.state.view = View::Grade;
+                }
+            }
+        }
+        self.show();
+    }
+
+    fn process_file(&mut self, path: &Path) {
+        let source = path.display().to_string();
+        let bytes = match results::read_input(path, self.limits.max_file_bytes) {
+            Ok(b) => b,
+            Err(InputError::Missing) => {
+                eprintln!("kneescreen: {source}: gone before it could be read (stick pulled?)");
+                return;
+            }
+            Err(e) => {
+                // No content to key on: the file's identity (path, size, mtime) keys the journal.
+                let key = metadata_key(path);
+                if self.journal.get(&key).is_none() {
+                    let record = analysis::rejected(&source, None, &e.to_string());
+                    let stem = ingest::result_stem(path, &key);
+                    let _ = self.finish(Analysis::rejected(record), key, &source, stem, Some(path));
+                }
+                return;
+            }
+        };
+        let sha = model::sha256_hex(&bytes);
+        if self.journal.get(&sha).is_some() {
+            return; // the same bytes were already graded (another name, another stick, a restart)
+        }
+        let stem = ingest::result_stem(path, &sha);
+        let _ = self.analyse(&bytes, &source, stem, sha, Some(path));
+    }
+
+    fn process_upload(&mut self, bytes: Vec<u8>, name: &str) -> Result<Record, String> {
+        let sha = model::sha256_hex(&bytes);
+        let source = format!(
+            "upload: {}",
+            ingest::result_stem(Path::new(name), "").trim_end_matches("-00000000")
+        );
+        if let Some(entry) = self.journal.get(&sha) {
+            let json = std::fs::read(self.config.results.join(format!("{}.json", entry.stem)))
+                .map_err(|e| e.to_string())?;
+            return serde_json::from_slice(&json).map_err(|e| e.to_string());
+        }
+        let stem = ingest::result_stem(Path::new(name), &sha);
+        // Keep the uploaded bytes: the study must stay reproducible, and nothing else holds them.
+        let uploads = self.config.results.join("uploads");
+        std::fs::create_dir_all(&uploads)
+            .and_then(|_| results::write_atomic(&uploads.join(format!("{stem}.bin")), &bytes))
+            .map_err(|e| format!("cannot store the upload: {e}"))?;
+        self.analyse(&bytes, &source, stem, sha, None)
+    }
+
+    fn analyse(
+        &mut self,
+        bytes: &[u8],
+        source: &str,
+        stem: String,
+        key: String,
+        path: Option<&Path>,
+    ) -> Result<Record, String> {
+        self.state.busy = Some(source.rsplit('/').next().unwrap_or(source).to_string());
+        self.show();
+        let analysis = match analysis::analyze(bytes, source, &self.classifier, &self.limits) {
+            Ok(a) => a,
+            Err(AnalysisError::Rejected(e)) => {
+                Analysis::rejected(analysis::rejected(source, Some(bytes), &e.to_string()))
+            }
+            Err(AnalysisError::Model(e)) => {
+                self.state.busy = None;
+                self.fail(format!("{source}: internal error: {e}"));
+                return Err(e.to_string());
+            }
+        };
+        self.finish(analysis, key, source, stem, path)
+    }
+
+    /// Writes the results, then the journal entry (a crash in between only redoes this input),
+    /// and shows the new study.
+    fn finish(
+        &mut self,
+        analysis: Analysis,
+        key: String,
+        source: &str,
+        stem: String,
+        path: Option<&Path>,
+    ) -> Result<Record, String> {
+        self.state.busy = None;
+        let written =
+            results::write_analysis(&self.config.results, &stem, &analysis).and_then(|_| {
+                self.journal.append(Entry::new(
+                    key,
+                    source.to_string(),
+                    stem.clone(),
+                    outcome(&analysis.record),
+                ))
+            });
+        if let Err(e) = written {
+            let msg = format!("cannot write results for {source}: {e}");
+            if let Some(p) = path {
+                self.retries
+                    .push((Instant::now() + RETRY_AFTER, p.to_path_buf()));
+            }
+            self.fail(msg.clone());
+            return Err(msg);
+        }
+        match &analysis.record.reason {
+            Some(reason) => {
+                self.state.status.rejected += 1;
+                eprintln!("kneescreen: {source}: rejected: {reason}");
+            }
+            None => eprintln!("kneescreen: {source}: graded, results {stem}.json"),
+        }
+        self.state.status.processed += 1;
+        let record = analysis.record.clone();
+        self.history.push_back(Arc::new(Study::from(analysis)));
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        self.state.history_index = self.history.len() - 1;
+        self.state.study = self.history.back().cloned();
+        self.state.view = View::Grade;
+        self.show();
+        Ok(record)
+    }
+
+    fn fail(&mut self, msg: String) {
+        eprintln!("kneescreen: {msg}");
+        self.state.status.last_error = Some(msg);
+        self.show();
+    }
+
+    fn refresh_status(&mut self) {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        self.state.status.watched = shared.watched.clone();
+        self.state.status.queue = shared.watcher_pending + self.retries.len();
+        if let Some(e) = &shared.watcher_error {
+            self.state.status.last_error = Some(e.clone());
+        }
+        drop(shared);
+        self.state.status.free_disk_bytes = free_disk_bytes(&self.config.results);
+    }
+
+    /// Draws the current state and sends it to the panel (and the web console's mirror).
+    fn show(&mut self) {
+        self.state.history_len = self.history.len();
+        if let Err(e) = ui::render(&mut self.panel, &self.state) {
+            eprintln!("kneescreen: drawing failed: {e:?}");
+        }
+        if let Err(e) = self.panel.flush() {
+            eprintln!("kneescreen: the display did not take the frame: {e:#}");
+        }
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared.status = self.state.status.clone();
+        shared.panel_png = self.panel_png();
+    }
+
+    fn panel_png(&self) -> Vec<u8> {
+        let mut frame = crate::hw::VirtualPanel::new(
+            self.panel.bounding_box().size.width,
+            self.panel.bounding_box().size.height,
+            None,
+        );
+        let _ = ui::render(&mut frame, &self.state);
+        let _ = frame.flush();
+        frame.png()
+    }
+
+    pub fn state(&self) -> &ViewState {
+        &self.state
+    }
+}
+
+fn outcome(record: &Record) -> Outcome {
+    match record.status {
+        analysis::Status::Ok => Outcome::Ok,
+        analysis::Status::Rejected => Outcome::Rejected,
+    }
+}
+
+fn status_changed(a: &StatusInfo, b: &StatusInfo) -> bool {
+    a.queue != b.queue
+        || a.watched != b.watched
+        || a.last_error != b.last_error
+        || a.free_disk_bytes.map(|v| v >> 20) != b.free_disk_bytes.map(|v| v >> 20)
+}
+
+/// Journal key for a file that could not be read: its path, size and modification time.
+fn metadata_key(path: &Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "unread-{}",
+        model::sha256_hex(format!("{}|{size}|{mtime}", path.display()).as_bytes())
+    )
+}
+
+/// Free space on the filesystem holding `dir`.
+pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Runs the watcher on its own thread: complete files become events, and so does "nothing pending".
+pub fn spawn_watcher(
+    config: &Config,
+    tx: Sender<Event>,
+    shared: Arc<Mutex<Shared>>,
+) -> std::thread::JoinHandle<()> {
+    let settle = Duration::from_millis(config.settle_ms);
+    let mut watcher = Watcher::new(
+        config.inboxes.clone(),
+        config.usb_mount_parent.clone(),
+        settle,
+    );
+    std::thread::spawn(move || loop {
+        // Files present at start are only yielded after `settle`: wait longer than that before calling it idle.
+        let next = watcher.next(settle * 2 + Duration::from_millis(500));
+        {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.watched = watcher.watched();
+            s.watcher_error = watcher.last_error();
+            s.watcher_pending = watcher.pending();
+        }
+        let sent = match next {
+            Some(path) => tx.send(Event::File(path)),
+            None if watcher.pending() == 0 => tx.send(Event::WatcherIdle),
+            None => Ok(()),
+        };
+        if sent.is_err() {
+            return; // the app has stopped
+        }
+    })
+}
+
+/// The event loop: runs until `--exit-when-idle` finds nothing left to do (or forever).
+pub fn run_loop<P: Panel>(app: &mut App<P>, rx: Receiver<Event>, exit_when_idle: bool)
+where
+    P::Error: std::fmt::Debug,
+{
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    loop {
+        match rx.recv_timeout(TICK) {
+            Ok(event) => {
+                if !app.handle(event, exit_when_idle) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        app.tick();
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+    }
+}
+
+/// A channel for events.
+pub fn channel() -> (Sender<Event>, Receiver<Event>) {
+    mpsc::channel()
+}
+
+/// Starts the appliance with `config`: model, panel, watcher, button and web console, then the loop.
+pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let models_dir = config
+        .models_dir
+        .clone()
+        .unwrap_or_else(model::default_models_dir);
+    let classifier = Classifier::load(&models_dir, &config.model).with_context(|| {
+        format!(
+            "loading model {:?} from {}",
+            config.model,
+            models_dir.display()
+        )
+    })?;
+    std::fs::create_dir_all(&config.results)
+        .with_context(|| format!("creating {}", config.results.display()))?;
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let (tx, rx) = channel();
+    let panel = crate::hw::open_panel(&config.panel, Some(config.results.join("panel.png")))?;
+    let _watcher = spawn_watcher(&config, tx.clone(), shared.clone());
+    if let Some(line) = &config.button.line {
+        let ms = Duration::from_millis;
+        crate::hw::spawn_gpio_button(
+            line,
+            ms(config.button.long_press_ms),
+            ms(config.button.debounce_ms),
+            tx.clone(),
+        )?;
+    }
+    let _keyboard = crate::hw::spawn_keyboard(tx.clone());
+    eprintln!(
+        "kneescreen: watching {}; results in {}",
+        config
+            .inboxes
+            .iter()
+            .chain(&config.usb_mount_parent)
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.results.display()
+    );
+    let mut app = App::new(config, classifier, panel, shared)?;
+    run_loop(&mut app, rx, exit_when_idle);
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! The appliance's settings: one TOML file (every field has a default, unknown keys are an
+//! error), then command-line flags on top, validated into a `Config` the app can trust.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::hw::PanelConfig;
+
+/// Where the config file is looked for when `--config` is not given.
+pub const SYSTEM_CONFIG: &str = "/etc/kneescreen/kneescreen.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {0}: {1}")]
+    Unreadable(PathBuf, std::io::Error),
+    #[error("the config file {0} is not valid: {1}")]
+    Invalid(PathBuf, String),
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// The settings as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folders the scanner or a technician drops X-rays into (created if missing).
+    pub inboxes: Vec<PathBuf>,
+    /// Where USB sticks get mounted (each stick is a sub-folder); none to ignore USB.
+    pub usb_mount_parent: Option<PathBuf>,
+    /// Where results, the journal and the panel mirror go. Never inside an inbox or under the USB parent.
+    pub results: PathBuf,
+    /// A file whose size has not changed for this long counts as complete.
+    pub settle_ms: u64,
+    /// Largest input file accepted.
+    pub max_file_mb: u64,
+    /// `int8`, `fp32` or a path to an ONNX file.
+    pub model: String,
+    /// Folder with card.json and the model files (default: found next to the binary).
+    pub models_dir: Option<PathBuf>,
+    pub panel: PanelConfig,
+    pub button: ButtonConfig,
+    pub web: WebSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let data = PathBuf::from("kneescreen-data");
+        Config {
+            inboxes: vec![data.join("inbox")],
+            usb_mount_parent: Some(PathBuf::from("/media")).filter(|p| p.is_dir()),
+            results: data.join("results"),
+            settle_ms: 1000,
+            max_file_mb: 64,
+            model: "int8".into(),
+            models_dir: None,
+            panel: PanelConfig::default(),
+            button: ButtonConfig::default(),
+            web: WebSettings::default(),
+        }
+    }
+}
+
+/// The push-button (GPIO) settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ButtonConfig {
+    /// GPIO line name (e.g. "GPIO17"); none on a laptop (keyboard and web button instead).
+    pub line: Option<String>,
+    pub long_press_ms: u64,
+    pub debounce_ms: u64,
+}
+
+impl Default for ButtonConfig {
+    fn default() -> Self {
+        ButtonConfig {
+            line: None,
+            long_press_ms: 800,
+            debounce_ms: 30,
+        }
+    }
+}
+
+/// The web console settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Access token / PIN; required when `listen` is not a loopback address.
+    pub token: Option<String>,
+    pub max_upload_mb: u64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        WebSettings {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            max_upload_mb: 50,
+        }
+    }
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub inboxes: Vec<PathBuf>,
+    pub results: Option<PathBuf>,
+    pub panel: Option<crate::hw::PanelKind>,
+    pub listen: Option<SocketAddr>,
+    pub model: Option<String>,
+    pub models_dir: Option<PathBuf>,
+    pub usb_mount_parent: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path`, or the system config when it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(SYSTEM_CONFIG).is_file() => PathBuf::from(SYSTEM_CONFIG),
+            None => return Ok(Config::default()),
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| ConfigError::Unreadable(path.clone(), e))?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Invalid(_, msg) => ConfigError::Invalid(path, msg),
+            other => other,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Invalid(PathBuf::new(), e.to_string()))
+    }
+
+    /// Applies the flags and checks that the settings make sense together.
+    pub fn with_overrides(mut self, o: Overrides) -> Result<Config, ConfigError> {
+        if !o.inboxes.is_empty() {
+            self.inboxes = o.inboxes;
+        }
+        if let Some(r) = o.results {
+            self.results = r;
+        }
+        if let Some(kind) = o.panel {
+            self.panel.kind = kind;
+        }
+        if let Some(l) = o.listen {
+            self.web.listen = l;
+        }
+        if let Some(m) = o.model {
+            self.model = m;
+        }
+        if o.models_dir.is_some() {
+            self.models_dir = o.models_dir;
+        }
+        if o.usb_mount_parent.is_some() {
+            self.usb_mount_parent = o.usb_mount_parent;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Inconsistent(m));
+        if self.inboxes.is_empty() && self.usb_mount_parent.is_none() {
+            return bad("nothing to watch: set at least one inbox or usb_mount_parent".into());
+        }
+        // Results inside a watched folder would come back as inputs.
+        let results = absolute(&self.results);
+        for watched in self.inboxes.iter().chain(&self.usb_mount_parent) {
+            let w = absolute(watched);
+            if results.starts_with(&w) || w.starts_with(&results) {
+                return bad(format!(
+                    "the results folder {} must not be inside the watched folder {} (or contain it)",
+                    self.results.display(),
+                    watched.display()
+                ));
+            }
+        }
+        if self.web.enabled
+            && !self.web.listen.ip().is_loopback()
+            && self.web.token.as_deref().unwrap_or("").len() < 4
+        {
+            return bad(format!(
+                "the web console listens on {}, beyond this machine: set web.token (at least 4 characters) in the config",
+                self.web.listen
+            ));
+        }
+        if self.max_file_mb == 0 || self.web.max_upload_mb == 0 {
+            return bad("max_file_mb and web.max_upload_mb must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The path made absolute against the working directory, without touching the filesystem.
+fn absolute(p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_has_a_default() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.model, "int8");
+        assert_eq!(c.web.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_keys_are_an_error() {
+        let e = Config::parse("modle = \"fp32\"\n").unwrap_err();
+        assert!(e.to_string().contains("modle"), "{e}");
+    }
+
+    #[test]
+    fn results_inside_an_inbox_is_refused() {
+        let c = Config::parse("inboxes = [\"/data/in\"]\nresults = \"/data/in/results\"\nusb_mount_parent = \"/media\"\n").unwrap();
+        assert!(c.with_overrides(Overrides::default()).is_err());
+    }
+
+    #[test]
+    fn listening_beyond_loopback_needs_a_token() {
+        let c = Config::parse("[web]\nlisten = \"0.0.0.0:8080\"\n").unwrap();
+        let e = c.clone().with_overrides(Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("token"), "{e}");
+        let mut with_token = c;
+        with_token.web.token = Some("2468".into());
+        assert!(with_token.with_overrides(Overrides::default()).is_ok());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = Config::parse("inboxes = [\"/a\"]\n").unwrap();
+        let o = Overrides {
+            inboxes: vec!["/b".into()],
+            results: Some("/r".into()),
+            ..Default::default()
+        };
+        let c = c.with_overrides(o).unwrap();
+        assert_eq!(c.inboxes, vec![PathBuf::from("/b")]);
+        assert_eq!(c.results, PathBuf::from("/r"));
+    }
+}

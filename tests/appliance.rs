@@ -1,0 +1,249 @@
+//! `kneescreen run` on temporary folders: every input gets exactly one record, inputs stay
+//! byte-identical, nothing is processed twice across restarts, and the appliance survives slow
+//! writers, bad files and a USB stick that is pulled.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::*;
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    inbox: PathBuf,
+    usb: PathBuf,
+    results: PathBuf,
+    config: PathBuf,
+}
+
+fn setup() -> Setup {
+    let tmp = temp_dir();
+    let (inbox, usb, results) = (
+        tmp.path().join("inbox"),
+        tmp.path().join("media"),
+        tmp.path().join("results"),
+    );
+    fs::create_dir_all(&inbox).unwrap();
+    fs::create_dir_all(&usb).unwrap();
+    let config = tmp.path().join("kneescreen.toml");
+    fs::write(
+        &config,
+        format!(
+            "inboxes = [{:?}]\nusb_mount_parent = {:?}\nresults = {:?}\nsettle_ms = 300\n[web]\nlisten = \"127.0.0.1:0\"\n",
+            inbox, usb, results
+        ),
+    )
+    .unwrap();
+    Setup {
+        _tmp: tmp,
+        inbox,
+        usb,
+        results,
+        config,
+    }
+}
+
+fn run_args(s: &Setup) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--config".into(),
+        s.config.display().to_string(),
+        "--panel".into(),
+        "virtual".into(),
+    ]
+}
+
+fn run_until_idle(s: &Setup) {
+    let mut args = run_args(s);
+    args.push("--exit-when-idle".into());
+    let out = kneescreen().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+}
+
+fn spawn(s: &Setup) -> Child {
+    kneescreen()
+        .args(run_args(s))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Records in the results folder, by the file they came from.
+fn records(results: &Path) -> BTreeMap<String, Vec<Value>> {
+    let mut by_file: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for entry in fs::read_dir(results).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+            by_file
+                .entry(v["file"].as_str().unwrap().to_string())
+                .or_default()
+                .push(v);
+        }
+    }
+    by_file
+}
+
+fn journal_lines(results: &Path) -> usize {
+    fs::read_to_string(results.join("journal.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn png_bytes(seed: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    synthetic_knee(260, 250, seed)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+#[test]
+fn every_input_gets_exactly_one_record_and_stays_untouched() {
+    let s = setup();
+    let nested = s.inbox.join("scanner/2026-11-27");
+    fs::create_dir_all(&nested).unwrap();
+    let good = png_bytes(1);
+    let mut huge = good[..33].to_vec();
+    huge[16..24].copy_from_slice(&[0, 0, 0xea, 0x60, 0, 0, 0xea, 0x60]); // 60000×60000
+    let files: Vec<(PathBuf, Vec<u8>)> = vec![
+        (s.inbox.join("good.png"), good.clone()),
+        (nested.join("also good, no extension"), png_bytes(2)),
+        (s.inbox.join("empty.png"), vec![]),
+        (
+            s.inbox.join("truncated.png"),
+            good[..good.len() / 3].to_vec(),
+        ),
+        (s.inbox.join("readme.txt"), b"not an image".to_vec()),
+        (s.inbox.join("huge.png"), huge),
+    ];
+    for (p, b) in &files {
+        fs::write(p, b).unwrap();
+    }
+    run_until_idle(&s);
+    let recs = records(&s.results);
+    for (p, b) in &files {
+        let rs = recs
+            .get(&p.display().to_string())
+            .unwrap_or_else(|| panic!("no record for {p:?}: {recs:?}"));
+        assert_eq!(rs.len(), 1, "{p:?}");
+        assert_eq!(&fs::read(p).unwrap(), b, "input changed: {p:?}");
+    }
+    let status = |name: &str| recs[&s.inbox.join(name).display().to_string()][0]["status"].clone();
+    assert_eq!(status("good.png"), "ok");
+    for bad in ["empty.png", "truncated.png", "readme.txt", "huge.png"] {
+        assert_eq!(status(bad), "rejected", "{bad}");
+    }
+    assert_eq!(journal_lines(&s.results), files.len());
+    assert!(s.results.join("panel.png").is_file());
+
+    // A restart neither repeats nor loses work.
+    let before: Vec<_> = fs::read_dir(&s.results)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.path(), e.metadata().unwrap().modified().unwrap()))
+        .collect();
+    run_until_idle(&s);
+    assert_eq!(journal_lines(&s.results), files.len());
+    for (p, mtime) in before
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "json"))
+    {
+        assert_eq!(
+            &fs::metadata(p).unwrap().modified().unwrap(),
+            mtime,
+            "{p:?} rewritten"
+        );
+    }
+}
+
+#[test]
+fn a_slowly_written_file_is_graded_once_when_complete() {
+    let s = setup();
+    let mut child = spawn(&s);
+    let bytes = png_bytes(3);
+    let path = s.inbox.join("slow.png");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&path).unwrap();
+        for chunk in bytes.chunks(bytes.len() / 3 + 1) {
+            f.write_all(chunk).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+    wait_for("the slow file's record", Duration::from_secs(60), || {
+        !records(&s.results).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = child.kill();
+    let _ = child.wait();
+    let recs = records(&s.results);
+    let rs = &recs[&path.display().to_string()];
+    assert_eq!(rs.len(), 1);
+    assert_eq!(
+        rs[0]["status"], "ok",
+        "graded only when complete: {:?}",
+        rs[0]["reason"]
+    );
+    assert_eq!(journal_lines(&s.results), 1);
+}
+
+#[test]
+fn a_pulled_stick_does_not_stop_the_appliance_and_a_restart_midway_loses_nothing() {
+    let s = setup();
+    let mut child = spawn(&s);
+    let stick = s.usb.join("STICK");
+    fs::create_dir_all(stick.join("DCIM")).unwrap();
+    for i in 0..3 {
+        fs::write(stick.join(format!("DCIM/knee{i}.png")), png_bytes(10 + i)).unwrap();
+    }
+    wait_for("a record from the stick", Duration::from_secs(60), || {
+        !records(&s.results).is_empty()
+    });
+    fs::remove_dir_all(&stick).unwrap(); // pulled, maybe mid-way
+    fs::write(s.inbox.join("after.png"), png_bytes(20)).unwrap();
+    wait_for(
+        "the file dropped after the stick was pulled",
+        Duration::from_secs(60),
+        || records(&s.results).contains_key(&s.inbox.join("after.png").display().to_string()),
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the appliance is still running"
+    );
+    let _ = child.kill(); // a power cut
+    let _ = child.wait();
+
+    // The stick comes back; a restart grades what was missed and nothing twice.
+    fs::create_dir_all(stick.join("DCIM")).unwrap();
+    for i in 0..3 {
+        fs::write(stick.join(format!("DCIM/knee{i}.png")), png_bytes(10 + i)).unwrap();
+    }
+    run_until_idle(&s);
+    let recs = records(&s.results);
+    for i in 0..3 {
+        let rs = &recs[&stick
+            .join(format!("DCIM/knee{i}.png"))
+            .display()
+            .to_string()];
+        assert_eq!(rs.len(), 1);
+    }
+    assert_eq!(journal_lines(&s.results), 4);
+    assert_eq!(recs.values().map(Vec::len).sum::<usize>(), 4);
+}
