@@ -16,6 +16,7 @@ use crate::ingest::{self, Entry, Journal, Outcome, Watcher};
 use crate::model::{self, Classifier};
 use crate::results::{self, InputError};
 use crate::ui::{self, StatusInfo, Study, View, ViewState};
+use crate::web::{Console, ResultFile, WebConfig};
 
 /// How many studies the button can page back through.
 const HISTORY: usize = 50;
@@ -416,6 +417,95 @@ pub fn channel() -> (Sender<Event>, Receiver<Event>) {
     mpsc::channel()
 }
 
+/// The web console's view of the appliance: uploads and button presses become events for the
+/// loop; pictures and records are read from the results folder.
+struct AppConsole {
+    tx: Mutex<Sender<Event>>,
+    shared: Arc<Mutex<Shared>>,
+    results: PathBuf,
+}
+
+impl AppConsole {
+    fn send(&self, event: Event) -> bool {
+        self.tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(event)
+            .is_ok()
+    }
+}
+
+impl Console for AppConsole {
+    fn analyze_upload(&self, bytes: Vec<u8>, client_name: &str) -> Result<Record, String> {
+        let (reply, answer) = mpsc::channel();
+        if !self.send(Event::Upload {
+            bytes,
+            name: client_name.to_string(),
+            reply,
+        }) {
+            return Err("the appliance is shutting down".into());
+        }
+        answer
+            .recv()
+            .map_err(|_| "the appliance stopped before the upload was analysed".to_string())?
+    }
+
+    fn recent(&self, limit: usize) -> Vec<(String, Record)> {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.results)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files
+            .into_iter()
+            .filter_map(|(_, p)| {
+                let record = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+                Some((p.file_stem()?.to_string_lossy().into_owned(), record))
+            })
+            .take(limit)
+            .collect()
+    }
+
+    fn result_file(&self, stem: &str, kind: ResultFile) -> Option<Vec<u8>> {
+        let suffix = match kind {
+            ResultFile::Json => "json",
+            ResultFile::Overlay => "overlay.png",
+            ResultFile::Input => "input.png",
+        };
+        std::fs::read(self.results.join(format!("{stem}.{suffix}"))).ok()
+    }
+
+    fn panel_png(&self) -> Vec<u8> {
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .panel_png
+            .clone()
+    }
+
+    fn press(&self, event: ButtonEvent) {
+        self.send(Event::Button(event));
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let st = &s.status;
+        serde_json::json!({
+            "model": st.model,
+            "queue": st.queue,
+            "watched": st.watched,
+            "last_error": st.last_error,
+            "free_disk_bytes": st.free_disk_bytes,
+            "processed": st.processed,
+            "rejected": st.rejected,
+        })
+    }
+}
+
 /// Starts the appliance with `config`: model, panel, watcher, button and web console, then the loop.
 pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -446,6 +536,25 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
         )?;
     }
     let _keyboard = crate::hw::spawn_keyboard(tx.clone());
+    let _web = match config.web.enabled {
+        true => {
+            let console = AppConsole {
+                tx: Mutex::new(tx.clone()),
+                shared: shared.clone(),
+                results: config.results.clone(),
+            };
+            let web_config = WebConfig {
+                listen: config.web.listen,
+                token: config.web.token.clone(),
+                max_upload_bytes: config.web.max_upload_mb << 20,
+                ..WebConfig::default()
+            };
+            let server = crate::web::serve(web_config, Arc::new(console))?;
+            eprintln!("kneescreen: web console on http://{}", server.addr);
+            Some(server)
+        }
+        false => None,
+    };
     eprintln!(
         "kneescreen: watching {}; results in {}",
         config

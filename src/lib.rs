@@ -17,3 +17,4 @@ pub mod model; // model card, tract inference
 pub mod preprocess; // the seed's preprocessing, OpenCV-compatible
 pub mod results; // safe input reading, atomic result writing
 pub mod ui; // the panel's views, drawn on any DrawTarget
+pub mod web; // the web console: pages, JSON API, panel mirror, virtual button

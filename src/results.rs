@@ -102,24 +102,16 @@ where
     write_atomic(path, &png_bytes(img)?)
 }
 
-/// The files written for one analysed input.
-pub struct Written {
-    pub json: PathBuf,
-    pub overlay: Option<PathBuf>,
-}
-
-/// Writes `<stem>.json` and, when there is one, `<stem>.overlay.png` into `dir`.
-pub fn write_analysis(dir: &Path, stem: &str, analysis: &Analysis) -> std::io::Result<Written> {
-    let overlay = match &analysis.overlay {
-        Some(img) => {
-            let path = dir.join(format!("{stem}.overlay.png"));
-            write_png(&path, img)?;
-            Some(path)
-        }
-        None => None,
-    };
-    let json = write_record(dir, stem, &analysis.record)?;
-    Ok(Written { json, overlay })
+/// Writes `<stem>.overlay.png` and `<stem>.input.png` (when the image could be read), then
+/// `<stem>.json` last, so a record never points at pictures that are not there yet.
+pub fn write_analysis(dir: &Path, stem: &str, analysis: &Analysis) -> std::io::Result<PathBuf> {
+    if let Some(img) = &analysis.overlay {
+        write_png(&dir.join(format!("{stem}.overlay.png")), img)?;
+    }
+    if let Some(img) = &analysis.network_input {
+        write_png(&dir.join(format!("{stem}.input.png")), img)?;
+    }
+    write_record(dir, stem, &analysis.record)
 }
 
 /// Writes `<stem>.json` for a record.

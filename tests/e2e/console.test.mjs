@@ -1,0 +1,228 @@
+// The web console in a real browser: Debian's headless Chromium driven by playwright-core.
+// Needs a running `kneescreen run` at KNEESCREEN_URL (scripts/e2e.sh starts one).
+// Uploads a synthetic knee-like PNG made here, waits for the grade, checks the overlay loaded,
+// then presses the virtual button on the panel page and watches the mirror change.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { deflateSync } from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const BASE = (process.env.KNEESCREEN_URL || 'http://127.0.0.1:8080').replace(/\/$/, '');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUT = process.env.E2E_OUT || join(import.meta.dirname, 'out');
+const ANALYSIS_TIMEOUT = 120_000; // a Pi grades in seconds; the first image also warms the model
+
+// --- a synthetic radiograph: dark soft tissue, femur above, tibia below, a joint space between.
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(buf) {
+  let c = 0xffffffff;
+  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+function chunk(type, data) {
+  const out = Buffer.alloc(12 + data.length);
+  out.writeUInt32BE(data.length, 0);
+  out.write(type, 4, 'latin1');
+  data.copy(out, 8);
+  out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+  return out;
+}
+function syntheticKneePng(size = 320) {
+  const raw = Buffer.alloc(size * (size + 1));
+  const mid = size / 2;
+  for (let y = 0; y < size; y++) {
+    raw[y * (size + 1)] = 0; // filter: none
+    for (let x = 0; x < size; x++) {
+      const dx = (x - mid) / size;
+      const gap = 0.035 * size + 4 * Math.sin(x / 17); // the joint space, a little uneven
+      let v = 40 + 25 * Math.exp(-(dx * dx) / 0.08); // soft tissue
+      const femur = y < mid - gap / 2 && Math.abs(dx) < 0.22 + 0.12 * Math.max(0, (y - mid * 0.55) / mid);
+      const tibia = y > mid + gap / 2 && Math.abs(dx) < 0.3 - 0.1 * Math.max(0, (y - mid * 1.2) / mid);
+      if (femur || tibia) v = 170 + 40 * Math.cos(dx * 9) - 30 * Math.abs(dx);
+      v += ((x * 31 + y * 17) % 13) - 6; // grain
+      raw[y * (size + 1) + 1 + x] = Math.max(0, Math.min(255, Math.round(v)));
+    }
+  }
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(size, 0);
+  ihdr.writeUInt32BE(size, 4);
+  ihdr[8] = 8; // bit depth
+  ihdr[9] = 0; // grayscale
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+// --- browser
+let context;
+let profile;
+const problems = []; // console errors, page errors and failed requests (CSP violations show here)
+
+before(async () => {
+  mkdirSync(OUT, { recursive: true });
+  profile = mkdtempSync(join(tmpdir(), 'kneescreen-e2e-profile-'));
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1200, height: 900 },
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+  context.on('page', watch);
+  for (const p of context.pages()) watch(p);
+});
+
+after(async () => {
+  await context?.close();
+  if (profile) rmSync(profile, { recursive: true, force: true });
+});
+
+function watch(page) {
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => {
+    // A panel refresh cut short by the next navigation is not a problem.
+    if (!/panel\.png/.test(r.url())) problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+  });
+}
+
+async function naturalWidth(locator) {
+  await locator.waitFor({ state: 'attached' });
+  const handle = await locator.elementHandle();
+  await handle.evaluate((img) => (img.complete ? null : new Promise((ok) => {
+    img.addEventListener('load', ok, { once: true });
+    img.addEventListener('error', ok, { once: true });
+  })));
+  return handle.evaluate((img) => img.naturalWidth);
+}
+
+// A fingerprint of the pixels the mirror <img> shows now.
+function mirrorPixels(page) {
+  return page.evaluate(() => {
+    const img = document.getElementById('mirror');
+    if (!img.complete || !img.naturalWidth) return null;
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let h = 2166136261;
+    for (let i = 0; i < d.length; i++) h = Math.imul(h ^ d[i], 16777619) >>> 0;
+    return `${c.width}x${c.height}:${h}`;
+  });
+}
+
+let studyUrl;
+
+test('upload a synthetic X-ray and a text file, see the grade, the overlay and the rejection', async () => {
+  const page = await context.newPage();
+  await page.goto(BASE + '/');
+  const png = syntheticKneePng();
+  writeFileSync(join(OUT, 'synthetic-knee.png'), png);
+  // Two files at once: they are analysed one after the other; the text file is rejected.
+  await page.locator('#file').setInputFiles([
+    { name: 'synthetic-knee.png', mimeType: 'image/png', buffer: png },
+    { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not an X-ray') },
+  ]);
+
+  const rejected = page.locator('.job', { hasText: 'notes.txt' });
+  await rejected.locator('.kl').waitFor({ timeout: ANALYSIS_TIMEOUT });
+  assert.equal(await rejected.locator('.kl').innerText(), 'Rejected');
+  assert.ok((await rejected.locator('.desc').innerText()).length > 0, 'a reason for the rejection');
+
+  const job = page.locator('.job', { hasText: 'synthetic-knee.png' });
+  await job.locator('.kl').waitFor({ timeout: ANALYSIS_TIMEOUT });
+  const grade = await job.locator('.kl').innerText();
+  assert.match(grade, /^KL [0-4]/, `grade text: ${grade}`);
+  assert.ok(await naturalWidth(job.locator('img.overlay')) > 0, 'the overlay image loaded');
+  await page.screenshot({ path: join(OUT, 'upload.png'), fullPage: true });
+
+  await job.locator('a.open').click();
+  await page.waitForURL(/\/study\/[A-Za-z0-9_-]+$/);
+  studyUrl = page.url();
+  await page.locator('.summary .kl').waitFor();
+  assert.match(await page.locator('.summary .kl').innerText(), /^KL [0-4]/);
+  assert.ok((await page.locator('.summary .desc').innerText()).length > 0, 'grade description');
+  assert.match(await page.locator('.badge.oa, .badge.no-oa').innerText(), /^OA: (yes|no)/);
+  assert.equal(await page.locator('.bars .bar').count(), 5, 'a bar per KL grade');
+  assert.match(await page.locator('.summary .notice').innerText(), /not a diagnosis/i);
+  assert.ok(await naturalWidth(page.locator('figure.overlay img')) > 0, 'overlay on the study page');
+  assert.ok(await naturalWidth(page.locator('figure.input img')) > 0, 'network input on the study page');
+  const downloads = await page.locator('.downloads a').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+  assert.ok(downloads.some((h) => h.endsWith('.json')) && downloads.some((h) => h.endsWith('.overlay.png')));
+  const json = await page.request.get(BASE + downloads.find((h) => h.endsWith('.json')));
+  assert.equal(json.status(), 200);
+  assert.match(String((await json.json()).grade), /^[0-4]$/);
+  await page.screenshot({ path: join(OUT, 'study.png'), fullPage: true });
+  await page.close();
+});
+
+test('the study is listed among recent studies', async () => {
+  const page = await context.newPage();
+  await page.goto(BASE + '/recent');
+  const link = page.locator('table.recent a', { hasText: 'synthetic-knee' }).first();
+  await link.waitFor();
+  assert.equal(new URL(await link.evaluate((a) => a.href)).pathname, new URL(studyUrl).pathname);
+  await page.close();
+});
+
+test('the panel mirror follows the virtual button', async () => {
+  const page = await context.newPage();
+  const presses = [];
+  page.on('request', (r) => {
+    if (r.url().endsWith('/api/button') && r.method() === 'POST') presses.push(JSON.parse(r.postData()).event);
+  });
+  await page.goto(BASE + '/panel');
+  const mirror = page.locator('#mirror');
+  assert.ok(await naturalWidth(mirror) > 0, 'the mirror shows a frame');
+  await page.waitForFunction(() => document.getElementById('mirror').complete);
+  const before = await mirrorPixels(page);
+  assert.ok(before, 'the mirror frame can be read');
+
+  await page.locator('#press').click(); // a short press: the next view
+  let after = before;
+  for (const deadline = Date.now() + 15_000; after === before && Date.now() < deadline;) {
+    await page.waitForTimeout(250);
+    after = (await mirrorPixels(page)) ?? before;
+  }
+  assert.notEqual(after, before, 'the mirror shows a new frame after the press');
+  assert.deepEqual(presses, ['next']);
+  await page.screenshot({ path: join(OUT, 'panel.png'), fullPage: true });
+
+  // A long press (held ≥ 0.8 s): the previous study.
+  const box = await page.locator('#press').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.waitForTimeout(1000);
+  await page.mouse.up();
+  for (let i = 0; i < 20 && presses.length < 2; i++) await page.waitForTimeout(100);
+  assert.deepEqual(presses, ['next', 'previous']);
+  await page.close();
+});
+
+test('the status page shows the model', async () => {
+  const page = await context.newPage();
+  await page.goto(BASE + '/status');
+  await page.locator('dl.status dt').first().waitFor();
+  const text = await page.locator('dl.status').innerText();
+  assert.match(text, /Model/);
+  await page.close();
+});
+
+test('no console errors, page errors or failed requests', () => {
+  assert.deepEqual(problems, []);
+});
