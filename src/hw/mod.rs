@@ -30,6 +30,12 @@ pub use virtual_panel::VirtualPanel;
 pub trait Panel: DrawTarget<Color = Rgb565> {
     /// Sends the frame drawn since the last flush to the display.
     fn flush(&mut self) -> anyhow::Result<()>;
+
+    /// The last flushed frame as PNG, for panels that keep one (the virtual panel); the web
+    /// console's mirror of any other panel is drawn separately.
+    fn frame_png(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// What the push-button (or its keyboard and web-console stand-ins) asks for.
@@ -156,5 +162,9 @@ impl DrawTarget for AnyPanel {
 impl Panel for AnyPanel {
     fn flush(&mut self) -> anyhow::Result<()> {
         each_panel!(self, p => p.flush())
+    }
+
+    fn frame_png(&self) -> Option<Vec<u8>> {
+        each_panel!(self, p => p.frame_png())
     }
 }

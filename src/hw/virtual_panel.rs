@@ -115,4 +115,8 @@ impl Panel for VirtualPanel {
         }
         Ok(())
     }
+
+    fn frame_png(&self) -> Option<Vec<u8>> {
+        Some(self.png.clone())
+    }
 }
