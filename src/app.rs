@@ -301,16 +301,14 @@ where
         }
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.status = self.state.status.clone();
-        shared.panel_png = self.panel_png();
+        shared.panel_png = self.panel.frame_png().unwrap_or_else(|| self.mirror_png());
     }
 
-    fn panel_png(&self) -> Vec<u8> {
-        let mut frame = crate::hw::VirtualPanel::new(
-            self.panel.bounding_box().size.width,
-            self.panel.bounding_box().size.height,
-            None,
-        );
-        let _ = ui::render(&mut frame, &self.state);
+    /// The current view drawn off-screen for the web console, when the panel keeps no PNG itself.
+    fn mirror_png(&self) -> Vec<u8> {
+        let size = self.panel.bounding_box().size;
+        let mut frame = crate::hw::VirtualPanel::new(size.width, size.height, None);
+        let Ok(()) = ui::render(&mut frame, &self.state);
         let _ = frame.flush();
         frame.png()
     }
