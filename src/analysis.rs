@@ -80,6 +80,9 @@ pub struct Grading {
     pub roi: Option<Roi>,
     pub input_width: u32,
     pub input_height: u32,
+    /// Header facts of a DICOM input (UIDs, laterality, view, pixel spacing); never patient identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<crate::dicom::DicomInfo>,
     pub model: ModelId,
     pub timings_ms: Timings,
     pub notice: String,
@@ -132,7 +135,8 @@ pub fn analyze(
     let input_sha256 = Some(model::sha256_hex(bytes));
 
     let t0 = Instant::now();
-    let gray = decode::decode_gray(bytes, limits)?;
+    let decoded = decode::decode(bytes, limits)?;
+    let gray = decoded.gray;
     t.decode = ms(t0);
 
     let t0 = Instant::now();
@@ -171,7 +175,11 @@ pub fn analyze(
         probabilities: inference.probabilities.clone(),
         confidence,
         refer: confidence < card.refer_below_confidence,
-        warnings: warnings(&gray),
+        warnings: decoded
+            .warnings
+            .into_iter()
+            .chain(warnings(&gray))
+            .collect(),
         cam_grid: grid
             .values()
             .chunks(grid.width())
@@ -180,6 +188,7 @@ pub fn analyze(
         roi,
         input_width: gray.width(),
         input_height: gray.height(),
+        dicom: decoded.dicom,
         model: ModelId {
             name: card.name.clone(),
             variant: classifier.variant.clone(),

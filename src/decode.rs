@@ -18,6 +18,9 @@
 //!   converted through RGB (approximate: a CMYK sample was off by one everywhere).
 //! - The EXIF orientation tag (JPEG APP1, PNG eXIf) is applied, as `cv2.imread` does.
 //!
+//! DICOM (recognised by "DICM" after the 128-byte preamble, whatever the file is called) is
+//! decoded by `crate::dicom`, which documents its own pixel mapping.
+//!
 //! The decoder only reads the given byte slice; it never opens files.
 
 use std::fmt;
@@ -28,6 +31,8 @@ use image::{DynamicImage, GrayImage};
 use zune_core::bytestream::ZCursor;
 use zune_core::colorspace::ColorSpace;
 use zune_core::options::DecoderOptions;
+
+use crate::dicom::{self, DicomInfo};
 
 /// Image container formats recognised by content (never by file name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +81,19 @@ pub enum DecodeError {
     FileTooLarge { size: u64, max: u64 },
     #[error("not a PNG or JPEG image (the file starts with {start})")]
     NotAnImage { start: String },
+    /// No longer produced (DICOM is decoded); kept for callers that match on it.
     #[error("DICOM files are not supported yet: export the image as PNG or JPEG")]
     DicomNotSupported,
+    #[error(
+        "DICOM {name} ({uid}) is not supported: export the image uncompressed or as JPEG baseline"
+    )]
+    DicomUnsupportedSyntax { name: String, uid: String },
+    #[error("this DICOM image is not supported: {detail}")]
+    DicomUnsupportedImage { detail: String },
+    #[error("the DICOM file has no pixel data ({sop_class}): it is not an image (a report or presentation state?) or it was cut short")]
+    DicomNoPixelData { sop_class: String },
+    #[error("the DICOM data set is larger than {max} bytes once inflated, more than the file size limit")]
+    DicomInflatedTooLarge { max: u64 },
     #[error("the image is {width}×{height} pixels, more than the size limit")]
     TooLarge { width: u32, height: u32 },
     #[error("the {0} file is truncated (it ends before the image data does)")]
@@ -99,9 +115,20 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     }
 }
 
-/// Decodes a PNG or JPEG file's bytes into an 8-bit grey image with `cv2.IMREAD_GRAYSCALE`
-/// semantics (see the module documentation). Never panics on bad input.
-pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, DecodeError> {
+/// A decoded image with what the format adds to the result record.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub gray: GrayImage,
+    pub format: Format,
+    /// Header facts of a DICOM file (never the patient's identity); `None` for PNG/JPEG.
+    pub dicom: Option<DicomInfo>,
+    /// For the technician, e.g. "multi-frame: only the first frame was graded".
+    pub warnings: Vec<String>,
+}
+
+/// Decodes PNG, JPEG or DICOM bytes into an 8-bit grey image (see `decode_gray`) and keeps
+/// the DICOM header facts and warnings. Never panics on bad input.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -112,20 +139,54 @@ pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, DecodeErr
             max: limits.max_file_bytes,
         });
     }
-    let (gray, orientation) = match sniff(bytes) {
-        Some(Format::Png) => decode_png(bytes, limits)?,
-        Some(Format::Jpeg) => decode_jpeg(bytes, limits)?,
-        Some(Format::Dicom) => return Err(DecodeError::DicomNotSupported),
+    let (gray, orientation, format) = match sniff(bytes) {
+        Some(Format::Png) => {
+            let (gray, orientation) = decode_png(bytes, limits)?;
+            (gray, orientation, Format::Png)
+        }
+        Some(Format::Jpeg) => {
+            let (gray, orientation) = decode_jpeg(bytes, limits)?;
+            (gray, orientation, Format::Jpeg)
+        }
+        Some(Format::Dicom) => {
+            let d = dicom::decode_dicom(bytes, limits)?;
+            return Ok(Decoded {
+                gray: d.gray,
+                format: Format::Dicom,
+                dicom: Some(d.info),
+                warnings: d.warnings,
+            });
+        }
         None => {
             return Err(DecodeError::NotAnImage {
                 start: describe_start(bytes),
             })
         }
     };
-    Ok(apply_orientation(gray, orientation))
+    Ok(Decoded {
+        gray: apply_orientation(gray, orientation),
+        format,
+        dicom: None,
+        warnings: Vec::new(),
+    })
 }
 
-fn check_size(format: Format, width: u32, height: u32, limits: &Limits) -> Result<(), DecodeError> {
+/// Decodes a PNG, JPEG or DICOM file's bytes into an 8-bit grey image: PNG and JPEG with
+/// `cv2.IMREAD_GRAYSCALE` semantics (see the module documentation), DICOM with the mapping
+/// documented in `crate::dicom`. Never panics on bad input.
+pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, DecodeError> {
+    match sniff(bytes) {
+        Some(Format::Dicom) => dicom::decode_dicom(bytes, limits).map(|d| d.gray),
+        _ => decode(bytes, limits).map(|d| d.gray),
+    }
+}
+
+pub(crate) fn check_size(
+    format: Format,
+    width: u32,
+    height: u32,
+    limits: &Limits,
+) -> Result<(), DecodeError> {
     if width > limits.max_width
         || height > limits.max_height
         || u64::from(width) * u64::from(height) > limits.max_pixels
@@ -384,7 +445,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<(GrayImage, Orientation)
 }
 
 /// OpenCV's `cvtColor` RGB→grey weights (14-bit fixed point, rounded).
-fn bt601_gray(r: u8, g: u8, b: u8) -> u8 {
+pub(crate) fn bt601_gray(r: u8, g: u8, b: u8) -> u8 {
     ((4899 * u32::from(r) + 9617 * u32::from(g) + 1868 * u32::from(b) + 8192) >> 14) as u8
 }
 

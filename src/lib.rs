@@ -8,6 +8,7 @@ pub mod cam; // Grad-CAM from the feature map and the head's weights, heatmap, R
 pub mod cli; // command-line arguments and commands
 pub mod config; // the appliance settings (TOML + flags)
 pub mod decode; // bytes → 8-bit grayscale image, with size/allocation limits
+pub mod dicom; // DICOM radiographs → 8-bit grey image + non-identifying header facts
 pub mod eval; // accuracy over a labelled folder
 pub mod figures; // confusion-matrix picture, in-memory drawing canvas
 pub mod hw; // panels (virtual; SPI and framebuffer on the Pi), button events

@@ -119,9 +119,10 @@ fn sniffs_by_content() {
     assert_eq!(sniff(&dicom), Some(Format::Dicom));
     assert_eq!(sniff(b"hello"), None);
     assert_eq!(sniff(&[]), None);
+    // Recognised as DICOM and read as such: this one ends right after "DICM".
     assert!(matches!(
         decode(&dicom),
-        Err(DecodeError::DicomNotSupported)
+        Err(DecodeError::Truncated(Format::Dicom))
     ));
 }
 

@@ -124,6 +124,7 @@ fn graded(
             roi: Some(roi),
             input_width: 224,
             input_height: 224,
+            dicom: None,
             model: ModelId {
                 name: "kneekl-mnv2".into(),
                 variant: "int8".into(),

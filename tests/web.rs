@@ -77,6 +77,7 @@ fn ok_record(file: &str, sha: &str) -> Record {
             roi: None,
             input_width: 224,
             input_height: 224,
+            dicom: None,
             model: ModelId {
                 name: "fake".into(),
                 variant: "int8".into(),
