@@ -126,9 +126,8 @@ pub struct Decoded {
     pub warnings: Vec<String>,
 }
 
-/// Decodes PNG, JPEG or DICOM bytes into an 8-bit grey image (see `decode_gray`) and keeps
-/// the DICOM header facts and warnings. Never panics on bad input.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+/// Refuses an empty file, or one over the size limit, before anything is parsed.
+pub(crate) fn check_file_bytes(bytes: &[u8], limits: &Limits) -> Result<(), DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -139,6 +138,13 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
             max: limits.max_file_bytes,
         });
     }
+    Ok(())
+}
+
+/// Decodes PNG, JPEG or DICOM bytes into an 8-bit grey image (see `decode_gray`) and keeps
+/// the DICOM header facts and warnings. Never panics on bad input.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+    check_file_bytes(bytes, limits)?;
     let (gray, orientation, format) = match sniff(bytes) {
         Some(Format::Png) => {
             let (gray, orientation) = decode_png(bytes, limits)?;

@@ -116,16 +116,7 @@ pub const MULTI_FRAME_WARNING: &str = "multi-frame: only the first frame was gra
 /// Decodes a DICOM file's bytes (first frame) into an 8-bit grey image; see the module
 /// documentation for what is supported and how pixel values are mapped. Never panics.
 pub fn decode_dicom(bytes: &[u8], limits: &Limits) -> Result<DicomImage, DecodeError> {
-    if bytes.is_empty() {
-        return Err(DecodeError::Empty);
-    }
-    let size = bytes.len() as u64;
-    if size > limits.max_file_bytes {
-        return Err(DecodeError::FileTooLarge {
-            size,
-            max: limits.max_file_bytes,
-        });
-    }
+    crate::decode::check_file_bytes(bytes, limits)?;
     if bytes.len() < 132 {
         return Err(DecodeError::Truncated(Format::Dicom));
     }

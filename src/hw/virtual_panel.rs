@@ -7,19 +7,19 @@ use std::path::PathBuf;
 use anyhow::Context;
 use embedded_graphics::{
     pixelcolor::{Rgb565, Rgb888, RgbColor},
-    prelude::{DrawTarget, OriginDimensions, PointsIter, Size},
+    prelude::{DrawTarget, OriginDimensions, Size},
     primitives::Rectangle,
     Pixel,
 };
 use image::{ImageFormat, RgbImage};
 
+use super::frame::Frame;
 use super::Panel;
 use crate::results::write_atomic;
 
 /// A panel of any size that lives in memory; it shows what an attached display would show.
 pub struct VirtualPanel {
-    size: Size,
-    frame: Vec<Rgb565>,
+    frame: Frame,
     png: Vec<u8>,
     mirror: Option<PathBuf>,
 }
@@ -29,8 +29,7 @@ impl VirtualPanel {
     /// (temporary file + rename, so a reader never sees half a PNG).
     pub fn new(width: u32, height: u32, mirror: Option<PathBuf>) -> VirtualPanel {
         VirtualPanel {
-            size: Size::new(width, height),
-            frame: vec![Rgb565::BLACK; width as usize * height as usize],
+            frame: Frame::new(width, height),
             png: Vec::new(),
             mirror,
         }
@@ -43,57 +42,40 @@ impl VirtualPanel {
 
     /// The frame as drawn so far, flushed or not, in 8-bit colour.
     pub fn to_rgb_image(&self) -> RgbImage {
-        let mut img = RgbImage::new(self.size.width, self.size.height);
-        for (out, &colour) in img.pixels_mut().zip(&self.frame) {
+        let Size { width, height } = self.frame.size();
+        let mut img = RgbImage::new(width, height);
+        for (out, &colour) in img.pixels_mut().zip(self.frame.rows(0..height)) {
             let c = Rgb888::from(colour);
             *out = image::Rgb([c.r(), c.g(), c.b()]);
         }
         img
     }
-
-    fn index(&self, x: i32, y: i32) -> Option<usize> {
-        let (x, y) = (u32::try_from(x).ok()?, u32::try_from(y).ok()?);
-        (x < self.size.width && y < self.size.height)
-            .then(|| y as usize * self.size.width as usize + x as usize)
-    }
 }
 
 impl OriginDimensions for VirtualPanel {
     fn size(&self) -> Size {
-        self.size
+        self.frame.size()
     }
 }
 
+/// Drawing goes straight to the in-memory frame (pixels outside it are dropped).
 impl DrawTarget for VirtualPanel {
     type Color = Rgb565;
     type Error = core::convert::Infallible;
 
-    /// Pixels outside the frame are dropped, as a real panel's address window would.
     fn draw_iter<I>(&mut self, pixels: I) -> Result<(), Self::Error>
     where
         I: IntoIterator<Item = Pixel<Self::Color>>,
     {
-        for Pixel(point, colour) in pixels {
-            if let Some(i) = self.index(point.x, point.y) {
-                self.frame[i] = colour;
-            }
-        }
-        Ok(())
+        self.frame.draw_iter(pixels)
     }
 
     fn fill_solid(&mut self, area: &Rectangle, colour: Self::Color) -> Result<(), Self::Error> {
-        let visible = area.intersection(&Rectangle::new(Default::default(), self.size));
-        for point in visible.points() {
-            if let Some(i) = self.index(point.x, point.y) {
-                self.frame[i] = colour;
-            }
-        }
-        Ok(())
+        self.frame.fill_solid(area, colour)
     }
 
     fn clear(&mut self, colour: Self::Color) -> Result<(), Self::Error> {
-        self.frame.fill(colour);
-        Ok(())
+        self.frame.clear(colour)
     }
 }
 
