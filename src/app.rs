@@ -115,7 +115,8 @@ where
                 let _ = reply.send(self.process_upload(bytes, &name));
             }
             Event::Button(b) => self.press(b),
-            Event::WatcherIdle => return !(exit_when_idle && self.retries.is_empty()),
+            // Inputs whose results could not be written are not journaled: the next start retries them.
+            Event::WatcherIdle => return !exit_when_idle,
         }
         true
     }
@@ -566,5 +567,10 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     );
     let mut app = App::new(config, classifier, panel, shared)?;
     run_loop(&mut app, rx, exit_when_idle);
+    anyhow::ensure!(
+        app.retries.is_empty(),
+        "the results of {} input(s) could not be written; they are retried at the next start",
+        app.retries.len()
+    );
     Ok(())
 }

@@ -80,7 +80,7 @@ fn records(results: &Path) -> BTreeMap<String, Vec<Value>> {
     let mut by_file: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for entry in fs::read_dir(results).into_iter().flatten().flatten() {
         let p = entry.path();
-        if p.extension().is_some_and(|e| e == "json") {
+        if p.is_file() && p.extension().is_some_and(|e| e == "json") {
             let v: Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
             by_file
                 .entry(v["file"].as_str().unwrap().to_string())
@@ -246,4 +246,45 @@ fn a_pulled_stick_does_not_stop_the_appliance_and_a_restart_midway_loses_nothing
     }
     assert_eq!(journal_lines(&s.results), 4);
     assert_eq!(recs.values().map(Vec::len).sum::<usize>(), 4);
+}
+
+#[test]
+fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
+    let s = setup();
+    let blocked = png_bytes(30);
+    let sha = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&blocked)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    // A folder where the record should go makes its write fail, as a full or broken disk would.
+    fs::create_dir_all(s.results.join(format!("blocked-{}.json", &sha[..8]))).unwrap();
+    fs::write(s.inbox.join("blocked.png"), &blocked).unwrap();
+    fs::write(s.inbox.join("fine.png"), png_bytes(31)).unwrap();
+    let mut args = run_args(&s);
+    args.push("--exit-when-idle".into());
+    let out = kneescreen().args(&args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "batch run reports what it could not finish: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("cannot write results for"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    let recs = records(&s.results);
+    assert_eq!(
+        recs[&s.inbox.join("fine.png").display().to_string()].len(),
+        1
+    );
+    assert_eq!(
+        journal_lines(&s.results),
+        1,
+        "the failed input is not journaled, so it is retried"
+    );
 }
