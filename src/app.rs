@@ -183,10 +183,7 @@ where
 
     fn process_upload(&mut self, bytes: Vec<u8>, name: &str) -> Result<Record, String> {
         let sha = model::sha256_hex(&bytes);
-        let source = format!(
-            "upload: {}",
-            ingest::result_stem(Path::new(name), "").trim_end_matches("-00000000")
-        );
+        let source = format!("upload: {name}"); // the console has sanitised the client's name
         if let Some(entry) = self.journal.get(&sha) {
             let json = std::fs::read(self.config.results.join(format!("{}.json", entry.stem)))
                 .map_err(|e| e.to_string())?;
