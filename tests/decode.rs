@@ -1,41 +1,15 @@
 //! Decoding: `decode_gray` against `cv2.imread(path, cv2.IMREAD_GRAYSCALE)` on the golden
 //! fixtures (scripts/make_preprocess_fixtures.py), and refusal of bad or oversized files.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod largest_allocation;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use image::{GrayImage, ImageEncoder};
 use kneescreen::decode::{decode_gray, sniff, DecodeError, Format, Limits};
 use serde_json::Value;
 
-/// Records the largest single allocation, to prove oversized headers are refused before the
-/// pixel buffer exists. Other tests in this binary run concurrently but only ever allocate
-/// small buffers (fixtures are < 1 MB), far below the threshold checked.
-struct LargestAllocation;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for LargestAllocation {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: LargestAllocation = LargestAllocation;
+use largest_allocation::LARGEST;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess")

@@ -2,41 +2,16 @@
 //! stored value → grey mapping, multi-frame, damaged and unsupported files, limits, privacy.
 
 mod dicom_writer;
+mod largest_allocation;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use dicom_writer::{Encoding, Spec};
 use image::{GrayImage, ImageEncoder};
 use kneescreen::decode::{decode, decode_gray, sniff, DecodeError, Format, Limits};
 use kneescreen::dicom::{decode_dicom, DicomImage, SpacingSource, MULTI_FRAME_WARNING};
 
-/// Records the largest single allocation, to prove oversized headers are refused before a
-/// buffer of the claimed size exists. Other tests in this binary allocate at most a few MB.
-struct LargestAllocation;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for LargestAllocation {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LARGEST.fetch_max(new_size, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: LargestAllocation = LargestAllocation;
+use largest_allocation::LARGEST;
 
 const SMALL_ENOUGH: usize = 64 << 20;
 
