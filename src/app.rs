@@ -455,7 +455,7 @@ impl Console for AppConsole {
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
             .collect();
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
         files
             .into_iter()
             .filter_map(|(_, p)| {

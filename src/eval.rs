@@ -32,11 +32,7 @@ impl Progress {
             return;
         }
         let width = 40;
-        let filled = if total == 0 {
-            width
-        } else {
-            done * width / total
-        };
+        let filled = (done * width).checked_div(total).unwrap_or(width);
         eprint!(
             "\r[{}{}] {done}/{total}",
             "#".repeat(filled),
