@@ -310,10 +310,6 @@ where
         let _ = frame.flush();
         frame.png()
     }
-
-    pub fn state(&self) -> &ViewState {
-        &self.state
-    }
 }
 
 fn outcome(record: &Record) -> Outcome {
@@ -406,11 +402,6 @@ where
         app.tick();
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
     }
-}
-
-/// A channel for events.
-pub fn channel() -> (Sender<Event>, Receiver<Event>) {
-    mpsc::channel()
 }
 
 /// The web console's view of the appliance: uploads and button presses become events for the
@@ -519,7 +510,7 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.results)
         .with_context(|| format!("creating {}", config.results.display()))?;
     let shared = Arc::new(Mutex::new(Shared::default()));
-    let (tx, rx) = channel();
+    let (tx, rx) = mpsc::channel();
     let panel = crate::hw::open_panel(&config.panel, Some(config.results.join("panel.png")))?;
     let _watcher = spawn_watcher(&config, tx.clone(), shared.clone());
     if let Some(line) = &config.button.line {

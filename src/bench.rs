@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::decode::{self, Limits};
+use crate::analysis;
+use crate::decode::Limits;
 use crate::model::{Card, Classifier};
-use crate::{analysis, cam, preprocess};
 
 #[derive(Debug, Serialize)]
 pub struct StageMedians {
@@ -96,24 +96,21 @@ pub fn run(dir: &Path, runs: usize) -> anyhow::Result<Report> {
     for name in card.models.keys() {
         let (classifier, load_ms) = time(|| Classifier::load(dir, name));
         let classifier = classifier?;
+        // The appliance's own analysis, which times each stage itself.
         let mut t: [Vec<f64>; 5] = Default::default();
         for _ in 0..runs {
-            let (gray, ms) = time(|| decode::decode_gray(&png, &limits));
-            let gray = gray?;
-            t[0].push(ms);
-            let (input, ms) = time(|| preprocess::to_network_input(&preprocess::preprocess(&gray)));
-            t[1].push(ms);
-            let (inference, ms) = time(|| classifier.infer(&input));
-            let inference = inference?;
-            t[2].push(ms);
-            let grade = inference.top().0;
-            let (grid, ms) =
-                time(|| cam::grad_cam(&inference.feature_map()?, classifier.head(), grade));
-            let grid = grid?;
-            t[3].push(ms);
-            let (overlay, ms) = time(|| analysis::overlay_image(&gray, &grid));
-            overlay?;
-            t[4].push(ms);
+            let analysis = analysis::analyze(&png, "bench", &classifier, &limits)?;
+            let s = analysis
+                .record
+                .result
+                .map(|g| g.timings_ms)
+                .unwrap_or_default();
+            for (column, ms) in
+                t.iter_mut()
+                    .zip([s.decode, s.preprocess, s.inference, s.cam, s.overlay])
+            {
+                column.push(ms);
+            }
         }
         let [decode, preprocess, inference, cam, overlay] = t.map(median);
         models.push(ModelBench {

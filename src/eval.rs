@@ -23,10 +23,6 @@ impl Progress {
         }
     }
 
-    pub fn off() -> Progress {
-        Progress { enabled: false }
-    }
-
     fn show(&self, done: usize, total: usize) {
         if !self.enabled {
             return;

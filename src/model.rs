@@ -223,7 +223,7 @@ impl Classifier {
             path: file.clone(),
             source,
         })?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         if let Some(expected) = expected.filter(|e| *e != sha256) {
             return Err(ModelError::HashMismatch {
                 path: file,
@@ -364,12 +364,10 @@ fn read_head(onnx: &tract_onnx::Onnx, proto: &ModelProto, card: &Card) -> Result
     Ok(Head::new(w1, b1, w2, b2, s1[0], s1[1], s2[1])?)
 }
 
-/// Lower-case hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// sha256 of a byte slice, as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -252,13 +252,7 @@ fn a_pulled_stick_does_not_stop_the_appliance_and_a_restart_midway_loses_nothing
 fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
     let s = setup();
     let blocked = png_bytes(30);
-    let sha = {
-        use sha2::Digest;
-        sha2::Sha256::digest(&blocked)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let sha = kneescreen::model::sha256_hex(&blocked);
     // A folder where the record should go makes its write fail, as a full or broken disk would.
     fs::create_dir_all(s.results.join(format!("blocked-{}.json", &sha[..8]))).unwrap();
     fs::write(s.inbox.join("blocked.png"), &blocked).unwrap();

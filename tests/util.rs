@@ -70,10 +70,5 @@ pub fn write_png(path: &Path, img: &image::GrayImage) {
 }
 
 pub fn sha256(path: &Path) -> String {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).expect("read file");
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    kneescreen::model::sha256_hex(&std::fs::read(path).expect("read file"))
 }
