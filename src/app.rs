@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::analysis::{self, Analysis, AnalysisError, Record};
 use crate::config::Config;
 use crate::decode::Limits;
+use crate::dicom::{self, PatientIdentity};
 use crate::hw::{ButtonEvent, Panel};
 use crate::ingest::{self, Entry, Journal, Outcome, Watcher};
 use crate::model::{self, Classifier};
@@ -54,6 +55,9 @@ pub struct Shared {
     pub watched: Vec<String>,
     pub watcher_error: Option<String>,
     pub watcher_pending: usize,
+    /// Patient identity of recent DICOM studies by result stem, newest last; only filled when
+    /// the configuration shows identity, and only ever held in memory.
+    pub patients: VecDeque<(String, PatientIdentity)>,
 }
 
 /// The appliance's state, owned by the loop thread.
@@ -168,7 +172,8 @@ where
                 if self.journal.get(&key).is_none() {
                     let record = analysis::rejected(&source, None, &e.to_string());
                     let stem = ingest::result_stem(path, &key);
-                    let _ = self.finish(Analysis::rejected(record), key, &source, stem, Some(path));
+                    let rejected = Analysis::rejected(record);
+                    let _ = self.finish(rejected, None, key, &source, stem, Some(path));
                 }
                 return;
             }
@@ -219,7 +224,13 @@ where
                 return Err(e.to_string());
             }
         };
-        self.finish(analysis, key, source, stem, path)
+        let patient = match &analysis.record.result {
+            Some(g) if g.dicom.is_some() && self.config.show_patient_identity => {
+                dicom::read_patient_identity(bytes, &self.limits)
+            }
+            _ => None,
+        };
+        self.finish(analysis, patient, key, source, stem, path)
     }
 
     /// Writes the results, then the journal entry (a crash in between only redoes this input),
@@ -227,6 +238,7 @@ where
     fn finish(
         &mut self,
         analysis: Analysis,
+        patient: Option<PatientIdentity>,
         key: String,
         source: &str,
         stem: String,
@@ -260,7 +272,17 @@ where
         }
         self.state.status.processed += 1;
         let record = analysis.record.clone();
-        self.history.push_back(Arc::new(Study::from(analysis)));
+        if let Some(p) = &patient {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared.patients.push_back((stem.clone(), p.clone()));
+            if shared.patients.len() > HISTORY {
+                shared.patients.pop_front();
+            }
+        }
+        self.history.push_back(Arc::new(Study {
+            patient,
+            ..Study::from(analysis)
+        }));
         if self.history.len() > HISTORY {
             self.history.pop_front();
         }
@@ -464,6 +486,12 @@ impl Console for AppConsole {
             ResultFile::Input => "input.png",
         };
         std::fs::read(self.results.join(format!("{stem}.{suffix}"))).ok()
+    }
+
+    fn patient(&self, stem: &str) -> Option<PatientIdentity> {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let found = shared.patients.iter().rev().find(|(s, _)| s == stem);
+        found.map(|(_, p)| p.clone())
     }
 
     fn panel_png(&self) -> Vec<u8> {

@@ -46,8 +46,10 @@
 //!
 //! # Privacy
 //!
-//! Patient attributes (name, ID, birth date, …) are never copied out of the parsed object:
-//! `DicomInfo` has no field for them and no error or warning text is built from them.
+//! Patient attributes (name, ID, birth date, …) are never copied out of the parsed object by
+//! `decode_dicom`: `DicomInfo` has no field for them and no error or warning text is built from
+//! them. Only [`read_patient_identity`] reads them, for the appliance to show on its panel and
+//! console when its configuration explicitly asks for it.
 
 use std::borrow::Cow;
 use std::io::{Cursor, Read};
@@ -116,21 +118,7 @@ pub const MULTI_FRAME_WARNING: &str = "multi-frame: only the first frame was gra
 /// Decodes a DICOM file's bytes (first frame) into an 8-bit grey image; see the module
 /// documentation for what is supported and how pixel values are mapped. Never panics.
 pub fn decode_dicom(bytes: &[u8], limits: &Limits) -> Result<DicomImage, DecodeError> {
-    crate::decode::check_file_bytes(bytes, limits)?;
-    if bytes.len() < 132 {
-        return Err(DecodeError::Truncated(Format::Dicom));
-    }
-    if &bytes[128..132] != b"DICM" {
-        return Err(corrupt("no \"DICM\" marker after the 128-byte preamble"));
-    }
-
-    let meta = scan_file_meta(bytes)?;
-    let syntax = Syntax::from_uid(&meta.transfer_syntax)?;
-    check_element_lengths(&bytes[meta.data_set_start..], &meta.transfer_syntax, limits)?;
-
-    let obj = OpenFileOptions::new()
-        .from_reader(&bytes[128..])
-        .map_err(|_| corrupt("its data set could not be read"))?;
+    let (meta, syntax, obj) = open(bytes, limits)?;
 
     let sop_class_uid = text(&obj, tags::SOP_CLASS_UID)
         .or_else(|| non_empty(obj.meta().media_storage_sop_class_uid()));
@@ -217,11 +205,131 @@ pub fn decode_dicom(bytes: &[u8], limits: &Limits) -> Result<DicomImage, DecodeE
     if px.frames > 1 {
         warnings.push(MULTI_FRAME_WARNING.to_string());
     }
+    warnings.extend(not_a_radiograph(&info));
     Ok(DicomImage {
         gray,
         info,
         warnings,
     })
+}
+
+/// Parses the file after checking its structure: every length is proven against the bytes
+/// present before the object reader trusts it.
+fn open(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(FileMeta, Syntax, DefaultDicomObject), DecodeError> {
+    crate::decode::check_file_bytes(bytes, limits)?;
+    if bytes.len() < 132 {
+        return Err(DecodeError::Truncated(Format::Dicom));
+    }
+    if &bytes[128..132] != b"DICM" {
+        return Err(corrupt("no \"DICM\" marker after the 128-byte preamble"));
+    }
+    let meta = scan_file_meta(bytes)?;
+    let syntax = Syntax::from_uid(&meta.transfer_syntax)?;
+    check_element_lengths(&bytes[meta.data_set_start..], &meta.transfer_syntax, limits)?;
+    let obj = OpenFileOptions::new()
+        .from_reader(&bytes[128..])
+        .map_err(|_| corrupt("its data set could not be read"))?;
+    Ok((meta, syntax, obj))
+}
+
+/// Who a radiograph belongs to. Read only when the configuration asks to show it (on the panel
+/// and the console); it is never written to a record, a log or an error message, and its
+/// `Debug` form is redacted so it cannot slip into one by accident.
+#[derive(Clone, PartialEq, Eq, Default, Serialize)]
+pub struct PatientIdentity {
+    /// PatientName (0010,0010) as "FAMILY, Given Middle".
+    pub name: Option<String>,
+    /// PatientID (0010,0020).
+    pub id: Option<String>,
+    /// PatientBirthDate (0010,0030) as YYYY-MM-DD.
+    pub birth_date: Option<String>,
+}
+
+impl std::fmt::Debug for PatientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PatientIdentity(redacted)")
+    }
+}
+
+impl PatientIdentity {
+    /// One line for a narrow display, e.g. "DOE, Jane · PID-1 · 1940-01-01"; `None` when the
+    /// file names nobody.
+    pub fn label(&self) -> Option<String> {
+        let parts: Vec<&str> = [&self.name, &self.id, &self.birth_date]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" \u{b7} "))
+    }
+}
+
+/// Reads the patient's name, ID and birth date from a DICOM file that [`decode_dicom`] accepts
+/// the structure of; `None` for anything else. Call it only when showing identity is enabled.
+pub fn read_patient_identity(bytes: &[u8], limits: &Limits) -> Option<PatientIdentity> {
+    let (_, _, obj) = open(bytes, limits).ok()?;
+    let field = |tag| {
+        let value = obj.get(tag)?.to_str().ok()?;
+        let value: String = value
+            .trim_matches(['\0', ' '])
+            .chars()
+            .take(64)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        (!value.is_empty()).then_some(value)
+    };
+    let identity = PatientIdentity {
+        name: field(tags::PATIENT_NAME).map(|n| person_name(&n)),
+        id: field(tags::PATIENT_ID),
+        birth_date: field(tags::PATIENT_BIRTH_DATE).map(|d| iso_date(&d)),
+    };
+    (identity != PatientIdentity::default()).then_some(identity)
+}
+
+/// "DOE^JANE^M^^" → "DOE, JANE M" (the first, alphabetic, component group of a PN value).
+fn person_name(pn: &str) -> String {
+    let alphabetic = pn.split('=').next().unwrap_or(pn);
+    let mut parts = alphabetic.split('^').map(str::trim);
+    let family = parts.next().unwrap_or("");
+    let given: Vec<&str> = parts.take(2).filter(|p| !p.is_empty()).collect();
+    match (family.is_empty(), given.is_empty()) {
+        (_, true) => family.to_string(),
+        (true, false) => given.join(" "),
+        (false, false) => format!("{family}, {}", given.join(" ")),
+    }
+}
+
+/// "19400101" → "1940-01-01"; anything else as stored.
+fn iso_date(da: &str) -> String {
+    match da.len() == 8 && da.bytes().all(|b| b.is_ascii_digit()) {
+        true => format!("{}-{}-{}", &da[..4], &da[4..6], &da[6..]),
+        false => da.to_string(),
+    }
+}
+
+/// Modalities a knee radiograph arrives as: computed and digital radiography, radiographic
+/// imaging, and "other" (digitised film is often stored as a secondary capture with OT).
+const RADIOGRAPH_MODALITIES: [&str; 4] = ["CR", "DX", "RG", "OT"];
+
+/// A warning when the header says the image is not a radiograph (an MR slice, a CT, an
+/// ultrasound, a colour photograph): it is still graded, but the grade means little.
+fn not_a_radiograph(info: &DicomInfo) -> Option<String> {
+    let colour = !info.photometric.starts_with("MONOCHROME");
+    match info.modality.as_deref() {
+        Some(m) if !RADIOGRAPH_MODALITIES.contains(&m) => Some(format!(
+            "the DICOM modality is {m}, not a radiograph (CR/DX): the model grades knee X-rays only, \
+             so this grade is not meaningful"
+        )),
+        _ if colour => Some(format!(
+            "the DICOM image is in colour ({}): knee X-rays are greyscale, so this may not be a \
+             radiograph and the grade may not be meaningful",
+            info.photometric
+        )),
+        _ => None,
+    }
 }
 
 fn corrupt(detail: &str) -> DecodeError {

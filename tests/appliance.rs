@@ -2,6 +2,7 @@
 //! byte-identical, nothing is processed twice across restarts, and the appliance survives slow
 //! writers, bad files and a USB stick that is pulled.
 
+mod dicom_writer;
 mod util;
 
 use std::collections::BTreeMap;
@@ -281,4 +282,106 @@ fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
         1,
         "the failed input is not journaled, so it is retried"
     );
+}
+
+/// A DICOM knee with the patient's name, ID and birth date: the console tells who it is only when
+/// the configuration enables it, and neither the results folder nor the log ever holds them.
+#[test]
+fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
+    use std::io::{Read, Write};
+    let planted = [
+        dicom_writer::PATIENT_NAME,
+        "DOE",
+        "JANE",
+        dicom_writer::PATIENT_ID,
+        dicom_writer::PATIENT_BIRTH_DATE,
+        "1940",
+    ];
+    let spec = dicom_writer::Spec {
+        rows: 224,
+        columns: 224,
+        bits_allocated: 8,
+        bits_stored: 8,
+        patient: true,
+        ..dicom_writer::Spec::default()
+    };
+    let knee = synthetic_knee(224, 224, 40);
+    let file = dicom_writer::write(
+        &spec,
+        &knee.iter().map(|&v| i32::from(v)).collect::<Vec<_>>(),
+    );
+    for show in [false, true] {
+        let s = setup();
+        let config = fs::read_to_string(&s.config).unwrap();
+        fs::write(
+            &s.config,
+            format!("show_patient_identity = {show}\n{config}"),
+        )
+        .unwrap();
+        fs::write(s.inbox.join("IM0001"), &file).unwrap();
+        let log = s.results.with_file_name("stderr.log");
+        let mut child = kneescreen()
+            .args(run_args(&s))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for("the DICOM record", Duration::from_secs(120), || {
+            journal_lines(&s.results) == 1
+        });
+        let record = &records(&s.results)[&s.inbox.join("IM0001").display().to_string()][0];
+        assert_eq!(record["status"], "ok", "{record}");
+        assert_eq!(record["dicom"]["modality"], "DX");
+        let stem = fs::read_dir(&s.results)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+            .unwrap();
+        let text = fs::read_to_string(&log).unwrap();
+        let addr = text
+            .split("web console on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no console address in: {text}"))
+            .to_string();
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            conn,
+            "GET /api/patient/{stem} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        if show {
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.contains("\"DOE, JANE\"") && answer.contains("1940-01-01"));
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+            assert!(!answer.contains("DOE"));
+        }
+        let mut stored = vec![(log.clone(), fs::read(&log).unwrap())];
+        for entry in fs::read_dir(&s.results).unwrap().flatten() {
+            if entry.path().is_file() {
+                stored.push((entry.path(), fs::read(entry.path()).unwrap()));
+            }
+        }
+        assert!(stored.len() >= 5, "log, record, pictures, journal, panel");
+        for (path, bytes) in &stored {
+            // Compressed picture data may hold any short byte string by chance; identity is never
+            // written as text into a picture, so the longer strings suffice there.
+            let picture = path.extension().is_some_and(|e| e == "png");
+            for secret in planted.iter().filter(|s| !picture || s.len() >= 8) {
+                assert!(
+                    dicom_writer::find(bytes, secret.as_bytes()).is_none(),
+                    "{secret:?} in {} (show_patient_identity = {show})",
+                    path.display()
+                );
+            }
+        }
+    }
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use dicom_writer::{Encoding, Spec};
 use image::{GrayImage, ImageEncoder};
 use kneescreen::decode::{decode, decode_gray, sniff, DecodeError, Format, Limits};
-use kneescreen::dicom::{decode_dicom, DicomImage, SpacingSource, MULTI_FRAME_WARNING};
+use kneescreen::dicom::{
+    decode_dicom, read_patient_identity, DicomImage, SpacingSource, MULTI_FRAME_WARNING,
+};
 
 use largest_allocation::LARGEST;
 
@@ -504,6 +506,37 @@ fn rgb_is_mixed_to_grey() {
         .map(|p| ((4899 * p[0] + 9617 * p[1] + 1868 * p[2] + 8192) >> 14) as u8)
         .collect();
     assert_eq!(image.gray.as_raw(), &want);
+    assert_eq!(image.warnings.len(), 1, "{:?}", image.warnings);
+    assert!(image.warnings[0].contains("colour (RGB)"));
+}
+
+/// Not a radiograph by its header: graded, with a warning that names why the grade means little.
+#[test]
+fn other_modalities_are_graded_with_a_warning() {
+    for (modality, warned) in [
+        ("MR", true),
+        ("CT", true),
+        ("US", true),
+        ("DX", false),
+        ("CR", false),
+        ("OT", false),
+    ] {
+        let spec = Spec {
+            modality,
+            ..Spec::default()
+        };
+        let image = ok(&dicom_writer::write(
+            &spec,
+            &samples(pixel_count(&spec), 0, 4095, 16),
+        ));
+        let says = format!("the DICOM modality is {modality}, not a radiograph");
+        assert_eq!(
+            image.warnings.iter().any(|w| w.contains(&says)),
+            warned,
+            "{modality}: {:?}",
+            image.warnings
+        );
+    }
 }
 
 #[test]
@@ -966,6 +999,32 @@ fn patient_identity_never_leaves_the_decoder() {
     }
 }
 
+/// Identity is read only by the one function that exists for it (the appliance calls it only when
+/// its configuration shows identity), formatted for a display, and redacted from `Debug`.
+#[test]
+fn patient_identity_is_read_only_on_request() {
+    let spec = Spec {
+        patient: true,
+        ..Spec::default()
+    };
+    let named = dicom_writer::write(&spec, &samples(pixel_count(&spec), 0, 255, 4));
+    let who = read_patient_identity(&named, &Limits::default()).expect("identity");
+    assert_eq!(who.name.as_deref(), Some("DOE, JANE"));
+    assert_eq!(who.id.as_deref(), Some(dicom_writer::PATIENT_ID));
+    assert_eq!(who.birth_date.as_deref(), Some("1940-01-01"));
+    assert_eq!(
+        who.label().as_deref(),
+        Some("DOE, JANE \u{b7} PID-12345 \u{b7} 1940-01-01")
+    );
+    assert_eq!(format!("{who:?}"), "PatientIdentity(redacted)");
+
+    let anonymous = dicom_writer::write(&Spec::default(), &samples(pixel_count(&spec), 0, 255, 4));
+    assert!(read_patient_identity(&anonymous, &Limits::default()).is_none());
+    assert!(read_patient_identity(&png_bytes(&GrayImage::new(8, 8)), &Limits::default()).is_none());
+    // A file whose structure is not sound is not read for identity either.
+    assert!(read_patient_identity(&named[..named.len() / 2], &Limits::default()).is_none());
+}
+
 // ---------------------------------------------------------------------------------------------
 // A public corpus, when installed
 
@@ -992,15 +1051,33 @@ fn public_corpus_when_installed() {
         paths.len(),
         dir.display()
     );
+    // Every file that decodes is graded by the shipped model, as the appliance would.
+    let classifier =
+        kneescreen::model::Classifier::load(&kneescreen::model::default_models_dir(), "int8")
+            .expect("model");
     let mut decoded = 0;
     for path in &paths {
         let bytes = std::fs::read(path).expect("read");
         match dicom(&bytes) {
-            Ok(_) => decoded += 1,
+            Ok(_) => {
+                decoded += 1;
+                let name = path.display().to_string();
+                let analysis =
+                    kneescreen::analysis::analyze(&bytes, &name, &classifier, &Limits::default())
+                        .unwrap_or_else(|e| panic!("{name}: decoded but not graded: {e}"));
+                let g = analysis.record.result.expect("graded");
+                let total: f32 = g.probabilities.iter().sum();
+                assert!(g.grade <= 4 && (total - 1.0).abs() < 1e-3, "{name}");
+                assert!(g.dicom.is_some(), "{name}");
+                println!(
+                    "{name}: KL {} ({:.2}) {:?}",
+                    g.grade, g.confidence, g.warnings
+                );
+            }
             Err(e) => println!("{}: {e}", path.display()),
         }
     }
-    println!("{decoded} of {} files decoded", paths.len());
+    println!("{decoded} of {} files decoded and graded", paths.len());
     let read = |name: &str| dicom(&std::fs::read(dir.join(name)).expect(name));
     let reference = read("MR_small.dcm").expect("MR_small.dcm").gray;
     for name in [

@@ -16,6 +16,7 @@ use embedded_graphics::{pixelcolor::Rgb565, prelude::*, Pixel};
 use image::{GrayImage, Luma};
 use kneescreen::analysis::{Grading, ModelId, Record, Status, Timings, NOTICE};
 use kneescreen::cam::{self, CamGrid};
+use kneescreen::dicom::PatientIdentity;
 use kneescreen::hw::{Panel, VirtualPanel};
 use kneescreen::ui::{render, StatusInfo, Study, View, ViewState};
 
@@ -143,6 +144,7 @@ fn study(record: Record) -> Arc<Study> {
         record,
         overlay: pictures.then(|| fake_overlay().0),
         network_input: pictures.then(fake_network_input),
+        patient: None,
     })
 }
 
@@ -189,6 +191,15 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         );
     }
     let doubtful = study(doubtful);
+    // Shown only when the configuration enables it: the footer names the patient, not the file.
+    let with_patient = Arc::new(Study {
+        patient: Some(PatientIdentity {
+            name: Some("DOE, JANE".into()),
+            id: Some("PID-12345".into()),
+            birth_date: Some("1940-01-01".into()),
+        }),
+        ..(*moderate).clone()
+    });
     let rejected = study(Record {
         file: "/media/usb0/SCANS/2024-05/knee_left_0012.dcm".into(),
         status: Status::Rejected,
@@ -216,6 +227,7 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         ("refer", state(View::Grade, Some(&doubtful))),
         ("rejected", state(View::Grade, Some(&rejected))),
         ("rejected-overlay", state(View::Overlay, Some(&rejected))),
+        ("patient", state(View::Grade, Some(&with_patient))),
         (
             "busy",
             ViewState {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use kneescreen::analysis::{Grading, ModelId, Record, Status, Timings};
+use kneescreen::dicom::PatientIdentity;
 use kneescreen::hw::ButtonEvent;
 use kneescreen::web::{serve, Console, ResultFile, WebConfig, WebServer};
 use serde_json::{json, Value};
@@ -137,6 +138,15 @@ impl Console for Fake {
             ResultFile::Json => serde_json::to_vec(&ok_record("knee left.png", "a")).unwrap(),
             ResultFile::Overlay => [PNG_MAGIC, b"overlay"].concat(),
             ResultFile::Input => [PNG_MAGIC, b"input"].concat(),
+        })
+    }
+
+    fn patient(&self, stem: &str) -> Option<PatientIdentity> {
+        self.asked.lock().unwrap().push(stem.to_string());
+        (stem == STEM).then(|| PatientIdentity {
+            name: Some("DOE, JANE".into()),
+            id: Some("PID-12345".into()),
+            birth_date: None,
         })
     }
 
@@ -784,6 +794,9 @@ fn traversal_attempts_in_urls_never_reach_the_console() {
         "/api/results/x.png",
         "/api/results/%00.json",
         long.as_str(),
+        "/api/patient/../../etc/passwd",
+        "/api/patient/..%2fx",
+        "/api/patient/",
         "/study/../../etc/passwd",
         "/study/..%2f..%2fetc%2fpasswd",
         "/study/",
@@ -954,6 +967,13 @@ fn results_and_status() {
         assert_eq!(r.header("Content-Type"), Some("image/png"));
         assert!(r.body.ends_with(body));
     }
+    let p = get(a, &format!("/api/patient/{STEM}"));
+    assert_eq!(p.status, 200);
+    assert_eq!(p.header("Cache-Control"), Some("no-store"));
+    assert_eq!(p.json()["name"], "DOE, JANE");
+    assert_eq!(p.json()["id"], "PID-12345");
+    assert!(p.json()["birth_date"].is_null());
+    assert_eq!(get(a, "/api/patient/other-study").status, 404);
     let s = get(a, "/api/status").json();
     assert_eq!(s["model"], "fake (int8)");
     assert_eq!(s["web"]["max_upload_bytes"], 123_456);

@@ -15,6 +15,7 @@ use embedded_graphics::{pixelcolor::Rgb565, prelude::DrawTarget};
 use image::{GrayImage, RgbImage};
 
 use crate::analysis::{Analysis, Record};
+use crate::dicom::PatientIdentity;
 use layout::{colour, Align, Cut, Font, Screen};
 
 /// The views, in the order a short button press cycles through them.
@@ -52,6 +53,8 @@ pub struct Study {
     pub record: Record,
     pub overlay: Option<RgbImage>,
     pub network_input: Option<GrayImage>,
+    /// Shown in the footer instead of the file name, only when the configuration enables it.
+    pub patient: Option<PatientIdentity>,
 }
 
 impl From<Analysis> for Study {
@@ -60,6 +63,7 @@ impl From<Analysis> for Study {
             record: a.record,
             overlay: a.overlay,
             network_input: a.network_input,
+            patient: None,
         }
     }
 }
@@ -146,7 +150,7 @@ fn busy_strip<D: DrawTarget<Color = Rgb565>>(
     screen.text(inner, &text, Font::Bold, colour::TEXT, Align::Left)
 }
 
-/// "view 2/4 · study 3/12" on the left, the study's file name on the right.
+/// "view 2/4 · study 3/12" on the left, the study's patient (when shown) or file name on the right.
 fn footer_bar<D: DrawTarget<Color = Rgb565>>(
     screen: &mut Screen<D>,
     footer: layout::Area,
@@ -178,7 +182,10 @@ fn footer_bar<D: DrawTarget<Color = Rgb565>>(
     if let Some(study) = &state.study {
         row.take_left(screen.theme.width_of(Font::Small, 2));
         let room = screen.theme.chars_in(Font::Small, row.w);
-        let name = layout::ellipsize(file_name(&study.record.file), room, Cut::Middle);
+        let name = match study.patient.as_ref().and_then(PatientIdentity::label) {
+            Some(patient) => layout::ellipsize(&patient, room, Cut::End),
+            None => layout::ellipsize(file_name(&study.record.file), room, Cut::Middle),
+        };
         screen.text(row, &name, Font::Small, colour::DIM, Align::Right)?;
     }
     Ok(())

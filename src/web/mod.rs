@@ -12,6 +12,7 @@
 //! | `POST /api/analyze` | multipart field `file` → the record (`analyze --json`); `Content-Location: /api/results/<stem>.json` |
 //! | `GET /api/results?limit=N` | `[{"stem", "record"}]`, newest first |
 //! | `GET /api/results/<stem>.json` / `.overlay.png` / `.input.png` | a study's files |
+//! | `GET /api/patient/<stem>` | `{"name", "id", "birth_date"}` of a DICOM study, only when the appliance shows identity (404 otherwise) |
 //! | `GET /api/panel.png`, `POST /api/button` `{"event":"next"\|"previous"}` | panel mirror, virtual button |
 //! | `GET /api/status` | the appliance's status plus `web` (upload limit, uploads running) |
 //! | `GET`/`POST /login`, `POST /logout` | the PIN form (only with a token) |
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::analysis::Record;
+use crate::dicom::PatientIdentity;
 use crate::hw::ButtonEvent;
 use auth::{Access, Auth, Verdict};
 use http::{Request, Response};
@@ -58,6 +60,9 @@ pub trait Console: Send + Sync + 'static {
     fn recent(&self, limit: usize) -> Vec<(String, Record)>;
     /// One file of a study; `stem` has already been validated.
     fn result_file(&self, stem: &str, kind: ResultFile) -> Option<Vec<u8>>;
+    /// The patient a study belongs to, when the appliance is configured to show it and still
+    /// holds it (in memory only); `stem` has already been validated.
+    fn patient(&self, stem: &str) -> Option<PatientIdentity>;
     /// The panel's current frame as PNG (empty before the first frame).
     fn panel_png(&self) -> Vec<u8>;
     /// The virtual button.
@@ -185,6 +190,7 @@ enum Route {
     Analyze,
     Results,
     ResultFile(String, ResultFile),
+    Patient(String),
     Panel,
     Button,
     Status,
@@ -220,6 +226,9 @@ impl Route {
                     .ok_or((404, "no such result file"))?;
                     valid_stem(stem)?;
                     Route::ResultFile(stem.to_string(), kind)
+                } else if let Some(stem) = path.strip_prefix("/api/patient/") {
+                    valid_stem(stem)?;
+                    Route::Patient(stem.to_string())
                 } else {
                     return Err((404, "no such page"));
                 }
@@ -392,6 +401,10 @@ impl Site {
             (Route::Analyze, _) => self.analyze(req),
             (Route::Results, _) => self.results(req),
             (Route::ResultFile(stem, kind), _) => self.result_file(&stem, kind),
+            (Route::Patient(stem), _) => match self.console.patient(&stem) {
+                Some(patient) => json_response(&patient),
+                None => error(404, "no patient identity is shown for this study"),
+            },
             (Route::Panel, _) => {
                 let png = self.console.panel_png();
                 if png.is_empty() {

@@ -90,6 +90,7 @@ pub struct Spec {
     pub laterality: Option<&'static str>,
     pub view_position: Option<&'static str>,
     pub patient: bool,
+    pub modality: &'static str,
     pub encoding: Encoding,
 }
 
@@ -115,6 +116,7 @@ impl Default for Spec {
             laterality: None,
             view_position: None,
             patient: false,
+            modality: "DX",
             encoding: Encoding::Explicit,
         }
     }
@@ -135,7 +137,7 @@ pub fn header(spec: &Spec) -> InMemDicomObject {
     put(&mut obj, tags::SOP_INSTANCE_UID, VR::UI, SOP_UID);
     put(&mut obj, tags::STUDY_INSTANCE_UID, VR::UI, STUDY_UID);
     put(&mut obj, tags::SERIES_INSTANCE_UID, VR::UI, SERIES_UID);
-    put(&mut obj, tags::MODALITY, VR::CS, "DX");
+    put(&mut obj, tags::MODALITY, VR::CS, spec.modality);
     if spec.patient {
         put(&mut obj, tags::PATIENT_NAME, VR::PN, PATIENT_NAME);
         put(&mut obj, tags::PATIENT_ID, VR::LO, PATIENT_ID);

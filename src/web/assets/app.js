@@ -226,6 +226,7 @@ async function studyPage(stem) {
   const parts = [
     h('p', { class: 'crumbs' }, h('a', { href: '/recent' }, '← Recent studies')),
     h('h1', { class: 'study-title' }, rec.file || stem),
+    await patientLine(stem),
     h('div', { class: 'study' }, info, ok ? h('section', { class: 'pictures' },
       picture(resultUrl(stem, '.overlay.png'), 'X-ray with Grad-CAM heatmap and region of interest', 'overlay'),
       picture(resultUrl(stem, '.input.png'), 'Network input (preprocessed)', 'input')) : null),
@@ -239,14 +240,33 @@ async function studyPage(stem) {
     if (rec.model) row('Model', rec.model.name + ' (' + rec.model.variant + ')');
     row('Image', rec.input_width + ' × ' + rec.input_height + ' px');
   }
+  const d = rec.dicom;
+  if (d) {
+    row('DICOM', [d.modality, d.view_position, d.laterality && 'laterality ' + d.laterality,
+      d.photometric, d.bits_stored + '-bit'].filter(Boolean).join(' · '));
+    if (d.pixel_spacing_mm) row('Pixel spacing', d.pixel_spacing_mm.join(' × ') + ' mm');
+    if (d.study_instance_uid) row('Study UID', d.study_instance_uid);
+  }
   if (rec.input_sha256) row('SHA-256', rec.input_sha256);
   const downloads = h('p', { class: 'downloads' },
     h('a', { class: 'button', href: resultUrl(stem, '.json'), download: stem + '.json' }, 'Download JSON'),
     ok ? h('a', { class: 'button', href: resultUrl(stem, '.overlay.png'), download: stem + '.overlay.png' },
       'Download overlay PNG') : null);
   parts.push(h('section', { class: 'card' }, h('h2', {}, 'Details'), details, downloads));
-  main.replaceChildren(...parts);
+  main.replaceChildren(...parts.filter(Boolean));
   document.title = (ok ? 'KL ' + rec.grade : 'Rejected') + ' · ' + (rec.file || stem) + ' · kneescreen';
+}
+
+/* The patient of a DICOM study: answered only when the appliance is set to show identity. */
+async function patientLine(stem) {
+  let p;
+  try {
+    p = (await api('/api/patient/' + encodeURIComponent(stem))).body;
+  } catch (_) {
+    return null;
+  }
+  const parts = [p.name, p.id && 'ID ' + p.id, p.birth_date && 'born ' + p.birth_date].filter(Boolean);
+  return h('p', { class: 'patient' }, 'Patient: ' + parts.join(' · '));
 }
 
 /* Recent studies, from the results folder (USB and scanner inputs included). */
