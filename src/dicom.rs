@@ -206,6 +206,7 @@ pub fn decode_dicom(bytes: &[u8], limits: &Limits) -> Result<DicomImage, DecodeE
         warnings.push(MULTI_FRAME_WARNING.to_string());
     }
     warnings.extend(not_a_radiograph(&info));
+    warnings.extend(more_than_one_knee(&info));
     Ok(DicomImage {
         gray,
         info,
@@ -330,6 +331,27 @@ fn not_a_radiograph(info: &DicomInfo) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// A single-knee joint crop is about 10–15 cm across; wider than this is a full or bilateral
+/// radiograph.
+const SINGLE_KNEE_MAX_MM: f64 = 200.0;
+
+/// A warning when the pixel spacing shows the image covers more than one knee joint.
+fn more_than_one_knee(info: &DicomInfo) -> Option<String> {
+    let [row_mm, column_mm] = info.pixel_spacing_mm?;
+    let (width, height) = (
+        f64::from(info.columns) * column_mm,
+        f64::from(info.rows) * row_mm,
+    );
+    (width > SINGLE_KNEE_MAX_MM || height > SINGLE_KNEE_MAX_MM).then(|| {
+        format!(
+            "the image covers {:.0} × {:.0} cm: the model was trained on single-knee joint crops, \
+             so a full or bilateral radiograph may be graded unreliably; crop one knee joint",
+            width / 10.0,
+            height / 10.0
+        )
+    })
 }
 
 fn corrupt(detail: &str) -> DecodeError {

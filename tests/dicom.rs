@@ -539,6 +539,29 @@ fn other_modalities_are_graded_with_a_warning() {
     }
 }
 
+/// Pixel spacing tells a full or bilateral radiograph from a single-knee crop.
+#[test]
+fn an_image_wider_than_one_knee_is_graded_with_a_warning() {
+    for (spacing, warned) in [(0.15, false), (10.0, true)] {
+        // 24 × 32 pixels: 3.6 × 4.8 mm, or 24 × 32 cm.
+        let spec = Spec {
+            imager_pixel_spacing: Some([spacing, spacing]),
+            ..Spec::default()
+        };
+        let image = ok(&dicom_writer::write(
+            &spec,
+            &samples(pixel_count(&spec), 0, 4095, 17),
+        ));
+        let says = "the image covers 24 × 32 cm: the model was trained on single-knee joint crops";
+        assert_eq!(
+            image.warnings.iter().any(|w| w.contains(says)),
+            warned,
+            "{spacing}: {:?}",
+            image.warnings
+        );
+    }
+}
+
 #[test]
 fn multi_frame_uses_the_first_frame_with_a_warning() {
     for encoding in [Encoding::Explicit, Encoding::Rle, Encoding::JpegBaseline] {
