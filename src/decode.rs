@@ -108,7 +108,8 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
         Some(Format::Png)
     } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         Some(Format::Jpeg)
-    } else if bytes.get(128..132) == Some(b"DICM") {
+    } else if bytes.get(128..132) == Some(b"DICM") || bytes.starts_with(b"DICM") {
+        // Part 10, with its 128-byte preamble or (from some writers) without it.
         Some(Format::Dicom)
     } else {
         None

@@ -3,7 +3,8 @@
 //!
 //! # Supported files
 //!
-//! A DICOM Part 10 file (128-byte preamble, `DICM`, file meta information) in Implicit or
+//! A DICOM Part 10 file (128-byte preamble — or none, when the file starts with `DICM` —,
+//! `DICM`, file meta information) in Implicit or
 //! Explicit VR Little Endian, Deflated Explicit VR Little Endian, Explicit VR Big Endian
 //! (retired), RLE Lossless, or JPEG Baseline / Extended (8-bit) / Lossless (process 14, also
 //! SV1). JPEG 2000, JPEG-LS, JPEG XL,
@@ -221,6 +222,15 @@ fn open(
     limits: &Limits,
 ) -> Result<(FileMeta, Syntax, DefaultDicomObject), DecodeError> {
     crate::decode::check_file_bytes(bytes, limits)?;
+    // Some writers leave the 128-byte preamble out and start with "DICM": put it back, so the
+    // offsets below hold for both.
+    let padded;
+    let bytes = if bytes.starts_with(b"DICM") && bytes.get(128..132) != Some(b"DICM") {
+        padded = [&[0u8; 128][..], bytes].concat();
+        &padded[..]
+    } else {
+        bytes
+    };
     if bytes.len() < 132 {
         return Err(DecodeError::Truncated(Format::Dicom));
     }

@@ -669,6 +669,16 @@ fn recognised_by_content_and_reported_by_decode() {
         decode_gray(&file, &Limits::default()).unwrap()
     );
 
+    // Without the 128-byte preamble (the file starts with "DICM"): the same image and facts.
+    let bare = &file[128..];
+    assert_eq!(sniff(bare), Some(Format::Dicom));
+    let from_bare = decode(bare, &Limits::default()).expect("dicom without preamble");
+    assert_eq!(from_bare.gray, decoded.gray);
+    assert_eq!(from_bare.dicom, decoded.dicom);
+    for cut in (0..bare.len()).step_by(5) {
+        assert!(decode(&bare[..cut], &Limits::default()).is_err());
+    }
+
     let png = png_bytes(&GrayImage::from_pixel(8, 8, image::Luma([7])));
     let decoded = decode(&png, &Limits::default()).expect("png");
     assert_eq!(decoded.format, Format::Png);
