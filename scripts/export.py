@@ -146,6 +146,7 @@ VARIANTS = {
     # per-channel int8 rounds its small taps away.
     "minmax-sensitive-fp32": dict(method="MinMax", fp32_sensitive=0.03),
     "minmax-sensitive1-fp32": dict(method="MinMax", fp32_sensitive=0.01),
+    "minmax-sensitive05-fp32": dict(method="MinMax", fp32_sensitive=0.005),
     "percentile-sensitive-fp32": dict(method="Percentile", extra={"CalibPercentile": 99.999}, fp32_sensitive=0.03),
 }
 

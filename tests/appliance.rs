@@ -284,11 +284,26 @@ fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
     );
 }
 
-/// A DICOM knee with the patient's name, ID and birth date: the console tells who it is only when
-/// the configuration enables it, and neither the results folder nor the log ever holds them.
+/// One HTTP/1.1 exchange with the console; the whole answer (head and body) as text.
+fn http(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(&[head.as_bytes(), body].concat()).unwrap();
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// DICOM knees with the patient's name, ID and birth date, one from the inbox and one uploaded:
+/// both graded; the console tells who they are only when the configuration enables it; neither
+/// the results folder nor the log ever holds the identity.
 #[test]
 fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
-    use std::io::{Read, Write};
     let planted = [
         dicom_writer::PATIENT_NAME,
         "DOE",
@@ -305,11 +320,13 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
         patient: true,
         ..dicom_writer::Spec::default()
     };
-    let knee = synthetic_knee(224, 224, 40);
-    let file = dicom_writer::write(
-        &spec,
-        &knee.iter().map(|&v| i32::from(v)).collect::<Vec<_>>(),
-    );
+    let knee = |seed| {
+        let pixels = synthetic_knee(224, 224, seed);
+        dicom_writer::write(
+            &spec,
+            &pixels.iter().map(|&v| i32::from(v)).collect::<Vec<_>>(),
+        )
+    };
     for show in [false, true] {
         let s = setup();
         let config = fs::read_to_string(&s.config).unwrap();
@@ -318,7 +335,7 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
             format!("show_patient_identity = {show}\n{config}"),
         )
         .unwrap();
-        fs::write(s.inbox.join("IM0001"), &file).unwrap();
+        fs::write(s.inbox.join("IM0001"), knee(40)).unwrap();
         let log = s.results.with_file_name("stderr.log");
         let mut child = kneescreen()
             .args(run_args(&s))
@@ -333,7 +350,7 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
         let record = &records(&s.results)[&s.inbox.join("IM0001").display().to_string()][0];
         assert_eq!(record["status"], "ok", "{record}");
         assert_eq!(record["dicom"]["modality"], "DX");
-        let stem = fs::read_dir(&s.results)
+        let from_inbox = fs::read_dir(&s.results)
             .unwrap()
             .flatten()
             .map(|e| e.path())
@@ -347,31 +364,65 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no console address in: {text}"))
             .to_string();
-        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            conn,
-            "GET /api/patient/{stem} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).unwrap();
-        let _ = child.kill();
-        let _ = child.wait();
-        if show {
-            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-            assert!(answer.contains("\"DOE, JANE\"") && answer.contains("1940-01-01"));
-        } else {
-            assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
-            assert!(!answer.contains("DOE"));
-        }
-        let mut stored = vec![(log.clone(), fs::read(&log).unwrap())];
-        for entry in fs::read_dir(&s.results).unwrap().flatten() {
-            if entry.path().is_file() {
-                stored.push((entry.path(), fs::read(entry.path()).unwrap()));
+
+        let boundary = "kneescreenDicomUpload";
+        let body = [
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"scan.dcm\"\r\nContent-Type: application/dicom\r\n\r\n"
+            )
+            .into_bytes(),
+            knee(41),
+            format!("\r\n--{boundary}--\r\n").into_bytes(),
+        ]
+        .concat();
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let uploaded = http(&addr, "POST", "/api/analyze", &content_type, &body);
+        assert!(uploaded.starts_with("HTTP/1.1 200"), "{uploaded}");
+        assert!(uploaded.contains("\"modality\":\"DX\""), "{uploaded}");
+        let from_upload = uploaded
+            .split("Content-Location: /api/results/")
+            .nth(1)
+            .and_then(|rest| rest.split(".json").next())
+            .unwrap()
+            .to_string();
+
+        for stem in [&from_inbox, &from_upload] {
+            let answer = http(
+                &addr,
+                "GET",
+                &format!("/api/patient/{stem}"),
+                "text/plain",
+                b"",
+            );
+            if show {
+                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+                assert!(answer.contains("\"DOE, JANE\"") && answer.contains("1940-01-01"));
+            } else {
+                assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+                assert!(!answer.contains("DOE"));
             }
         }
-        assert!(stored.len() >= 5, "log, record, pictures, journal, panel");
+        let _ = child.kill();
+        let _ = child.wait();
+
+        let mut stored = vec![(log.clone(), fs::read(&log).unwrap())];
+        let uploads = s.results.join("uploads");
+        for dir in [&s.results, &uploads] {
+            for entry in fs::read_dir(dir).unwrap().flatten() {
+                if entry.path().is_file() {
+                    stored.push((entry.path(), fs::read(entry.path()).unwrap()));
+                }
+            }
+        }
+        assert!(
+            stored.len() >= 8,
+            "log, 2 records and their pictures, journal, panel"
+        );
         for (path, bytes) in &stored {
+            if path.parent() == Some(uploads.as_path()) {
+                continue; // the uploaded file itself, kept as sent
+            }
             // Compressed picture data may hold any short byte string by chance; identity is never
             // written as text into a picture, so the longer strings suffice there.
             let picture = path.extension().is_some_and(|e| e == "png");
