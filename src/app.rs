@@ -192,7 +192,12 @@ where
         if let Some(entry) = self.journal.get(&sha) {
             let json = std::fs::read(self.config.results.join(format!("{}.json", entry.stem)))
                 .map_err(|e| e.to_string())?;
-            return serde_json::from_slice(&json).map_err(|e| e.to_string());
+            let record: Record = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+            // Graded before (perhaps before a restart): the console may not hold its patient.
+            if let Some(p) = self.patient_of(&bytes, &record) {
+                self.remember_patient(&entry.stem, &p);
+            }
+            return Ok(record);
         }
         let stem = ingest::result_stem(Path::new(name), &sha);
         // Keep the uploaded bytes: the study must stay reproducible, and nothing else holds them.
@@ -224,13 +229,29 @@ where
                 return Err(e.to_string());
             }
         };
-        let patient = match &analysis.record.result {
+        let patient = self.patient_of(bytes, &analysis.record);
+        self.finish(analysis, patient, key, source, stem, path)
+    }
+
+    /// The patient of a graded DICOM input, only when the configuration shows identity.
+    fn patient_of(&self, bytes: &[u8], record: &Record) -> Option<PatientIdentity> {
+        match &record.result {
             Some(g) if g.dicom.is_some() && self.config.show_patient_identity => {
                 dicom::read_patient_identity(bytes, &self.limits)
             }
             _ => None,
-        };
-        self.finish(analysis, patient, key, source, stem, path)
+        }
+    }
+
+    /// Keeps a study's patient for the console: in memory only, for the last `HISTORY` studies.
+    fn remember_patient(&self, stem: &str, patient: &PatientIdentity) {
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .patients
+            .push_back((stem.to_string(), patient.clone()));
+        if shared.patients.len() > HISTORY {
+            shared.patients.pop_front();
+        }
     }
 
     /// Writes the results, then the journal entry (a crash in between only redoes this input),
@@ -273,11 +294,7 @@ where
         self.state.status.processed += 1;
         let record = analysis.record.clone();
         if let Some(p) = &patient {
-            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-            shared.patients.push_back((stem.clone(), p.clone()));
-            if shared.patients.len() > HISTORY {
-                shared.patients.pop_front();
-            }
+            self.remember_patient(&stem, p);
         }
         self.history.push_back(Arc::new(Study {
             patient,

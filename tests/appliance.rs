@@ -405,6 +405,40 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
         }
         let _ = child.kill();
         let _ = child.wait();
+        if show {
+            // After a restart the same upload is answered from the results folder without a new
+            // analysis; the console still learns whose it is.
+            let mut child = kneescreen()
+                .args(run_args(&s))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let mut addr = None;
+            wait_for("the console", Duration::from_secs(60), || {
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                addr = text
+                    .split("web console on http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next().map(str::to_string));
+                addr.is_some()
+            });
+            let addr = addr.unwrap();
+            let again = http(&addr, "POST", "/api/analyze", &content_type, &body);
+            assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+            let answer = http(
+                &addr,
+                "GET",
+                &format!("/api/patient/{from_upload}"),
+                "text/plain",
+                b"",
+            );
+            assert!(answer.contains("\"DOE, JANE\""), "{answer}");
+            let _ = child.kill();
+            let _ = child.wait();
+            assert_eq!(journal_lines(&s.results), 2, "nothing graded twice");
+        }
 
         let mut stored = vec![(log.clone(), fs::read(&log).unwrap())];
         let uploads = s.results.join("uploads");
