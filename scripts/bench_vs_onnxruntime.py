@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Times tract (through `kneescreen bench`) and onnxruntime on the same model files in one run,
-both on one thread, and prints the tract/onnxruntime inference ratio per model.
+both on one thread, and prints the tract/onnxruntime ratio of one network pass per model (the
+appliance makes two passes per image when the card says flip_average: the image and its mirror).
 
     cargo build --release
     .venv/bin/python scripts/bench_vs_onnxruntime.py [--bin target/release/kneescreen] [--runs 30]
@@ -43,12 +44,14 @@ def main():
     out = subprocess.run([args.bin, "bench", "--json", "--runs", str(args.runs)], check=True, capture_output=True,
                          text=True)
     report = json.loads(out.stdout)
-    print(f"{'model':<6} {'tract ms':>9} {'ort ms':>8} {'tract/ort':>10} {'around/inference':>17} {'load ms':>8}")
+    print(f"{'model':<6} {'tract ms/pass':>14} {'ort ms':>8} {'tract/ort':>10} {'passes':>7} {'around/inference':>17} "
+          f"{'load ms':>8}")
     for m in report["models"]:
         s = m["stages_ms"]
         ort_ms = ort_median_ms(Path(m["file"]), args.runs)
         around = s["decode"] + s["preprocess"] + s["cam"] + s["overlay"]
-        print(f"{m['name']:<6} {s['inference']:>9.2f} {ort_ms:>8.2f} {s['inference'] / ort_ms:>10.2f} "
+        per_pass = s["inference"] / m["passes"]
+        print(f"{m['name']:<6} {per_pass:>14.2f} {ort_ms:>8.2f} {per_pass / ort_ms:>10.2f} {m['passes']:>7} "
               f"{around / s['inference']:>17.3f} {m['load_ms']:>8.1f}")
 
 

@@ -45,8 +45,10 @@ def knee_like(rng, size=256):
     return img
 
 
-def model_outputs(session, gray):
-    x = np.repeat((kneeprep.preprocess(gray).astype(np.float32) / 255)[None, ..., None], 3, axis=-1)
+def model_outputs(session, gray, mirrored=False):
+    pre = kneeprep.preprocess(gray)
+    pre = pre[:, ::-1] if mirrored else pre
+    x = np.repeat((pre.astype(np.float32) / 255)[None, ..., None], 3, axis=-1)
     features, logits = session.run(["features", "logits"], {"image": x})
     return features[0], logits[0]
 
@@ -65,16 +67,20 @@ def model_fixtures(card):
         gray = knee_like(rng)
         outs = {k: model_outputs(s, gray) for k, s in sessions.items()}
         probs = {k: softmax(o[1] / card["temperature"]) for k, o in outs.items()}
-        margins = [np.sort(p)[-1] - np.sort(p)[-2] for p in probs.values()]
-        grades = {int(p.argmax()) for p in probs.values()}
-        if len(grades) != 1 or min(margins) < 0.15:
+        # What the appliance reports with the card's flip_average: mean logits of image and mirror.
+        mean_logits = {k: (outs[k][1] + model_outputs(s, gray, mirrored=True)[1]) / 2 for k, s in sessions.items()}
+        flip = {k: softmax(z / card["temperature"]) for k, z in mean_logits.items()}
+        margins = [np.sort(p)[-1] - np.sort(p)[-2] for p in [*probs.values(), *flip.values()]]
+        if len({int(p.argmax()) for p in probs.values()}) != 1 or len({int(p.argmax()) for p in flip.values()}) != 1 \
+                or min(margins) < 0.15:
             continue  # near a decision boundary: a few quantisation steps could flip it
         name = f"synth_{kept}.png"
         cv2.imwrite(str(OUT / name), gray)
         expected[name] = {k: dict(grade=int(probs[k].argmax()), probabilities=probs[k].tolist(),
                                   logits=outs[k][1].tolist(),
                                   features_mean=float(outs[k][0].mean()),
-                                  pooled_head=outs[k][0].mean(axis=(0, 1))[:8].tolist())
+                                  pooled_head=outs[k][0].mean(axis=(0, 1))[:8].tolist(),
+                                  flip_average=dict(grade=int(flip[k].argmax()), probabilities=flip[k].tolist()))
                           for k in sessions}
         kept += 1
     shas = {k: m["sha256"] for k, m in card["models"].items()}

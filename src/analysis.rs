@@ -63,7 +63,8 @@ pub struct Grading {
     pub grade: u8,
     pub grade_name: String,
     pub grade_description: String,
-    /// Calibrated probabilities of KL0..KL4.
+    /// Calibrated probabilities of KL0..KL4 (from the mean logits of the image and its mirror
+    /// when the model card says `flip_average`).
     pub probabilities: Vec<f32>,
     /// Osteoarthritis: grade ≥ 2.
     pub oa: bool,
@@ -74,7 +75,8 @@ pub struct Grading {
     /// The model is not confident enough: a clinician should read this image.
     pub refer: bool,
     pub warnings: Vec<String>,
-    /// Grad-CAM of the predicted grade on the 7×7 feature grid, row-major, before normalisation.
+    /// Grad-CAM of the predicted grade on the 7×7 feature grid, row-major, before normalisation
+    /// (of the mean logit of the image and its mirror, the mirror's map flipped back).
     pub cam_grid: Vec<Vec<f32>>,
     /// The region the grade came from, in the coordinates of the overlay image.
     pub roi: Option<Roi>,
@@ -141,21 +143,17 @@ pub fn analyze(
 
     let t0 = Instant::now();
     let network_input = preprocess::preprocess(&gray);
-    let tensor = preprocess::to_network_input(&network_input);
     t.preprocess = ms(t0);
 
     let t0 = Instant::now();
-    let inference = classifier.infer(&tensor)?;
+    let classification = classifier.classify(&network_input)?;
     t.inference = ms(t0);
 
     let t0 = Instant::now();
-    let (grade, confidence) = inference.top();
-    let grid = cam::grad_cam(
-        &inference.feature_map().map_err(ModelError::from)?,
-        classifier.head(),
-        grade,
-    )
-    .map_err(ModelError::from)?;
+    let (grade, confidence) = classification.top();
+    let grid = classification
+        .grad_cam(classifier.head(), grade)
+        .map_err(ModelError::from)?;
     t.cam = ms(t0);
 
     let t0 = Instant::now();
@@ -171,8 +169,8 @@ pub fn analyze(
         grade_name: info.map(|c| c.name.clone()).unwrap_or_default(),
         grade_description: info.map(|c| c.description.clone()).unwrap_or_default(),
         oa: grade >= oa_from,
-        oa_probability: inference.probabilities.iter().skip(oa_from).sum(),
-        probabilities: inference.probabilities.clone(),
+        oa_probability: classification.probabilities.iter().skip(oa_from).sum(),
+        probabilities: classification.probabilities.clone(),
         confidence,
         refer: confidence < card.refer_below_confidence,
         warnings: decoded

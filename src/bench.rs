@@ -25,6 +25,8 @@ pub struct ModelBench {
     pub name: String,
     pub file: String,
     pub load_ms: f64,
+    /// Network passes per image: 2 when the card averages the image and its mirror.
+    pub passes: usize,
     pub stages_ms: StageMedians,
 }
 
@@ -39,12 +41,12 @@ pub struct Report {
 impl Report {
     pub fn to_text(&self) -> String {
         let mut s = format!("median of {} runs, input {}\n", self.runs, self.input);
-        s += "model   load ms  decode  preproc  inference     cam  overlay  (ms)\n";
+        s += "model   load ms  decode  preproc  inference  passes     cam  overlay  (ms)\n";
         for m in &self.models {
             let t = &m.stages_ms;
             s += &format!(
-                "{:<6} {:>8.1} {:>7.2} {:>8.2} {:>10.2} {:>7.2} {:>8.2}\n",
-                m.name, m.load_ms, t.decode, t.preprocess, t.inference, t.cam, t.overlay
+                "{:<6} {:>8.1} {:>7.2} {:>8.2} {:>10.2} {:>7} {:>7.2} {:>8.2}\n",
+                m.name, m.load_ms, t.decode, t.preprocess, t.inference, m.passes, t.cam, t.overlay
             );
         }
         s
@@ -117,6 +119,7 @@ pub fn run(dir: &Path, runs: usize) -> anyhow::Result<Report> {
             name: name.clone(),
             file: classifier.file.display().to_string(),
             load_ms,
+            passes: if card.flip_average { 2 } else { 1 },
             stages_ms: StageMedians {
                 decode,
                 preprocess,

@@ -283,17 +283,57 @@ impl CamGrid {
     }
 }
 
-/// `ReLU(Σ_k α_k A_k)` on the feature map's grid, before any normalisation.
-pub fn grad_cam(f: &FeatureMap, head: &Head, class: usize) -> Result<CamGrid, CamError> {
+/// `Σ_k α_k A_k` at every position of the feature map's grid, row-major, before the ReLU.
+fn weighted_map(f: &FeatureMap, head: &Head, class: usize) -> Result<Vec<f64>, CamError> {
     let alpha = channel_weights(f, head, class)?;
-    let values = f
-        .positions()
+    Ok(f.positions()
         .map(|position| {
-            let s: f64 = position
+            position
                 .iter()
                 .zip(&alpha)
                 .map(|(&a, &w)| f64::from(a) * f64::from(w))
-                .sum();
+                .sum()
+        })
+        .collect())
+}
+
+/// `ReLU(Σ_k α_k A_k)` on the feature map's grid, before any normalisation.
+pub fn grad_cam(f: &FeatureMap, head: &Head, class: usize) -> Result<CamGrid, CamError> {
+    let values = weighted_map(f, head, class)?
+        .into_iter()
+        .map(|s| s.max(0.0) as f32)
+        .collect();
+    Ok(CamGrid {
+        width: f.width,
+        height: f.height,
+        values,
+    })
+}
+
+/// Grad-CAM of the mean logit of an image (`f`) and its left-right mirror (`mirrored`): the mean
+/// halves each view's gradient, so the map is `ReLU(½ M(f) + ½ M'(mirrored))` where `M'` is the
+/// mirror's weighted map flipped back onto the image's columns. Both maps must have one shape.
+pub fn grad_cam_with_mirror(
+    f: &FeatureMap,
+    mirrored: &FeatureMap,
+    head: &Head,
+    class: usize,
+) -> Result<CamGrid, CamError> {
+    let shape = |m: &FeatureMap| (m.height, m.width, m.channels);
+    if shape(f) != shape(mirrored) {
+        return Err(CamError::Length {
+            what: "mirrored feature map",
+            got: product(&[mirrored.height, mirrored.width, mirrored.channels]),
+            expected: product(&[f.height, f.width, f.channels]),
+        });
+    }
+    let a = weighted_map(f, head, class)?;
+    let b = weighted_map(mirrored, head, class)?;
+    let w = f.width;
+    let values = (0..a.len())
+        .map(|i| {
+            let (row, col) = (i / w, i % w);
+            let s = 0.5 * (a[i] + b[row * w + (w - 1 - col)]);
             s.max(0.0) as f32
         })
         .collect();

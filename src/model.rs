@@ -9,7 +9,7 @@ use tract_onnx::pb::{ModelProto, TensorProto};
 use tract_onnx::prelude::*;
 
 use crate::cam::{self, CamError, FeatureMap, Head};
-use crate::preprocess::INPUT_SIZE;
+use crate::preprocess::{self, INPUT_SIZE};
 
 /// File name of the model card inside a models folder.
 pub const CARD_FILE: &str = "card.json";
@@ -116,6 +116,10 @@ pub struct Card {
     pub temperature: f32,
     /// Below this top-class probability the result asks for a clinician's read.
     pub refer_below_confidence: f32,
+    /// Grade from the mean of the logits of the image and its left-right mirror (left and right
+    /// knees are mirror images, and the model was trained on both); absent means one pass.
+    #[serde(default)]
+    pub flip_average: bool,
     pub default: String,
     pub models: std::collections::BTreeMap<String, ModelFile>,
     #[serde(flatten)]
@@ -181,14 +185,46 @@ impl Inference {
 
     /// The predicted grade (arg-max) and its probability.
     pub fn top(&self) -> (usize, f32) {
-        self.probabilities
-            .iter()
-            .copied()
-            .enumerate()
-            .fold(
-                (0, f32::MIN),
-                |best, (i, p)| if p > best.1 { (i, p) } else { best },
-            )
+        arg_max(&self.probabilities)
+    }
+}
+
+/// The index of the largest probability, and that probability.
+fn arg_max(probabilities: &[f32]) -> (usize, f32) {
+    probabilities
+        .iter()
+        .copied()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (i, p)| if p > best.1 { (i, p) } else { best },
+        )
+}
+
+/// The model's answer for one image: one pass, or (with the card's `flip_average`) the mean of
+/// the logits of the image and of its left-right mirror.
+#[derive(Debug, Clone)]
+pub struct Classification {
+    pub logits: Vec<f32>,
+    /// softmax(logits / temperature)
+    pub probabilities: Vec<f32>,
+    pub image: Inference,
+    pub mirrored: Option<Inference>,
+}
+
+impl Classification {
+    /// The predicted grade (arg-max) and its probability.
+    pub fn top(&self) -> (usize, f32) {
+        arg_max(&self.probabilities)
+    }
+
+    /// Grad-CAM of `class` for the logits this classification used.
+    pub fn grad_cam(&self, head: &Head, class: usize) -> Result<cam::CamGrid, CamError> {
+        let image = self.image.feature_map()?;
+        match &self.mirrored {
+            Some(m) => cam::grad_cam_with_mirror(&image, &m.feature_map()?, head, class),
+            None => cam::grad_cam(&image, head, class),
+        }
     }
 }
 
@@ -272,7 +308,41 @@ impl Classifier {
         &self.head
     }
 
-    /// Runs the network on a preprocessed input (`preprocess::to_network_input`).
+    /// Classifies the network input image (`preprocess::preprocess`), as the card says: one pass,
+    /// or the mean of the image's and its mirror's logits.
+    pub fn classify(&self, network_input: &image::GrayImage) -> Result<Classification, ModelError> {
+        let image = self.infer(&preprocess::to_network_input(network_input))?;
+        let mirrored = match self.card.flip_average {
+            true => {
+                let flipped = image::imageops::flip_horizontal(network_input);
+                Some(self.infer(&preprocess::to_network_input(&flipped))?)
+            }
+            false => None,
+        };
+        let logits: Vec<f32> = match &mirrored {
+            Some(m) => image
+                .logits
+                .iter()
+                .zip(&m.logits)
+                .map(|(a, b)| 0.5 * (a + b))
+                .collect(),
+            None => image.logits.clone(),
+        };
+        Ok(Classification {
+            probabilities: self.calibrated(&logits),
+            logits,
+            image,
+            mirrored,
+        })
+    }
+
+    /// softmax(logits / temperature).
+    fn calibrated(&self, logits: &[f32]) -> Vec<f32> {
+        let scaled: Vec<f32> = logits.iter().map(|z| z / self.card.temperature).collect();
+        cam::softmax(&scaled)
+    }
+
+    /// Runs the network once on a preprocessed input (`preprocess::to_network_input`).
     pub fn infer(&self, input: &[f32]) -> Result<Inference, ModelError> {
         let s = INPUT_SIZE as usize;
         let tensor = tract_ndarray::Array4::from_shape_vec((1, s, s, 3), input.to_vec())
@@ -295,9 +365,8 @@ impl Classifier {
             .iter()
             .copied()
             .collect();
-        let scaled: Vec<f32> = logits.iter().map(|z| z / self.card.temperature).collect();
         Ok(Inference {
-            probabilities: cam::softmax(&scaled),
+            probabilities: self.calibrated(&logits),
             logits,
             features,
             feature_height: shape[1],

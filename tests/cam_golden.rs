@@ -2,8 +2,9 @@
 //! the head, OpenCV's bilinear resize, scipy's labelling, and a float32 numpy overlay.
 
 use kneescreen::cam::{
-    channel_weights, colormap, draw_roi_outline, global_average_pool, grad_cam, overlay, roi,
-    softmax, upsample, CamError, CamGrid, FeatureMap, Head, Roi, ROI_THRESHOLD,
+    channel_weights, colormap, draw_roi_outline, global_average_pool, grad_cam,
+    grad_cam_with_mirror, overlay, roi, softmax, upsample, CamError, CamGrid, FeatureMap, Head,
+    Roi, ROI_THRESHOLD,
 };
 use serde::Deserialize;
 
@@ -142,6 +143,72 @@ fn channel_weights_match_finite_differences() {
     }
     eprintln!("max |alpha - finite difference / (H*W)| = {worst:.2e}");
     assert!(worst < 1e-6);
+}
+
+/// The features of a column-mirrored copy of the map: position (row, col) ← (row, W−1−col).
+fn mirror_columns(case: &HeadCase, features: &[f32]) -> Vec<f32> {
+    let (w, k) = (case.width, case.inputs);
+    (0..case.height * w)
+        .flat_map(|i| {
+            let (row, col) = (i / w, i % w);
+            let from = (row * w + (w - 1 - col)) * k;
+            features[from..from + k].to_vec()
+        })
+        .collect()
+}
+
+/// The mean-logit Grad-CAM of an image and its mirror: for an exact mirror it is the image's own
+/// Grad-CAM; for another second view it is ReLU(½ Σ α A + ½ Σ α' A' flipped back), written out here.
+#[test]
+fn grad_cam_with_mirror_is_the_mean_logits_cam() {
+    let case = HeadCase::load();
+    let (head, map) = (case.head(), case.features());
+    let exact = mirror_columns(&case, &case.features);
+    let exact = FeatureMap::new(&exact, case.height, case.width, case.inputs).unwrap();
+    // A different second view: the mirror of a scaled and shifted map.
+    let second: Vec<f32> = case.features.iter().map(|v| 0.7 * v + 0.05).collect();
+    let second_mirrored = mirror_columns(&case, &second);
+    let other_mirrored =
+        FeatureMap::new(&second_mirrored, case.height, case.width, case.inputs).unwrap();
+    let other = FeatureMap::new(&second, case.height, case.width, case.inputs).unwrap();
+    for c in 0..case.classes {
+        let same = grad_cam_with_mirror(&map, &exact, &head, c).unwrap();
+        let single = grad_cam(&map, &head, c).unwrap();
+        assert!(
+            max_abs_diff(
+                same.values(),
+                &single
+                    .values()
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect::<Vec<_>>()
+            ) < 1e-6
+        );
+
+        let got = grad_cam_with_mirror(&map, &other_mirrored, &head, c).unwrap();
+        let (a, b) = (
+            channel_weights(&map, &head, c).unwrap(),
+            channel_weights(&other, &head, c).unwrap(),
+        );
+        let want: Vec<f64> = (0..case.height * case.width)
+            .map(|i| {
+                let k = case.inputs;
+                let dot = |f: &[f32], alpha: &[f32]| -> f64 {
+                    f[i * k..(i + 1) * k]
+                        .iter()
+                        .zip(alpha)
+                        .map(|(&x, &w)| f64::from(x) * f64::from(w))
+                        .sum()
+                };
+                // `second` is the second view in the image's columns (its mirror was passed in).
+                (0.5 * dot(&case.features, &a) + 0.5 * dot(&second, &b)).max(0.0)
+            })
+            .collect();
+        assert!(max_abs_diff(got.values(), &want) < 1e-5, "class {c}");
+    }
+    let small = vec![0.0; case.inputs];
+    let small = FeatureMap::new(&small, 1, 1, case.inputs).unwrap();
+    assert!(grad_cam_with_mirror(&map, &small, &head, 0).is_err());
 }
 
 #[test]

@@ -227,3 +227,25 @@ fn unknown_model_is_an_internal_failure_with_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("int4"), "{}", stderr(&out));
 }
+
+/// `bench` times every model the card lists, stage by stage, and says how many network passes an
+/// image costs (2 when the card averages the image and its mirror).
+#[test]
+fn bench_reports_every_model_and_its_passes() {
+    let out = run(&["bench", "--json", "--runs", "1"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let card = kneescreen::model::Card::load(&kneescreen::model::default_models_dir()).unwrap();
+    let models = report["models"].as_array().unwrap();
+    assert_eq!(models.len(), card.models.len());
+    for m in models {
+        let passes = if card.flip_average { 2 } else { 1 };
+        assert_eq!(m["passes"], passes, "{m}");
+        for stage in ["decode", "preprocess", "inference", "cam", "overlay"] {
+            assert!(
+                m["stages_ms"][stage].as_f64().unwrap() > 0.0,
+                "{stage}: {m}"
+            );
+        }
+    }
+}

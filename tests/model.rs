@@ -73,11 +73,53 @@ fn tract_matches_onnxruntime_on_fixture_images() {
     }
 }
 
+/// What the appliance reports: with the card's `flip_average`, the mean of the logits of the
+/// image and of its mirror, against onnxruntime computing the same.
+#[test]
+fn classify_averages_the_mirror_like_onnxruntime() {
+    let dir = default_models_dir();
+    assert!(
+        Card::load(&dir).unwrap().flip_average,
+        "the shipped card grades from the image and its mirror"
+    );
+    let e = expected();
+    for (variant, tolerance) in [("fp32", FP32_TOLERANCE), ("int8", INT8_TOLERANCE)] {
+        let classifier = Classifier::load(&dir, variant).expect("model loads");
+        for (name, want) in e["images"].as_object().unwrap() {
+            let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
+            let gray = decode_gray(&bytes, &Limits::default()).unwrap();
+            let out = classifier.classify(&preprocess::preprocess(&gray)).unwrap();
+            assert!(out.mirrored.is_some());
+            let want = &want[variant]["flip_average"];
+            assert_eq!(
+                out.top().0 as u64,
+                want["grade"].as_u64().unwrap(),
+                "{variant} {name}: grade"
+            );
+            for (got, exp) in out
+                .probabilities
+                .iter()
+                .zip(want["probabilities"].as_array().unwrap())
+            {
+                let exp = exp.as_f64().unwrap() as f32;
+                assert!(
+                    (got - exp).abs() <= tolerance,
+                    "{variant} {name}: probability {got} vs {exp}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn int8_and_fp32_agree_on_fixture_grades() {
     let e = expected();
     for (name, want) in e["images"].as_object().unwrap() {
         assert_eq!(want["fp32"]["grade"], want["int8"]["grade"], "{name}");
+        assert_eq!(
+            want["fp32"]["flip_average"]["grade"], want["int8"]["flip_average"]["grade"],
+            "{name}"
+        );
     }
 }
 
