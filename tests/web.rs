@@ -973,7 +973,9 @@ fn results_and_status() {
     assert_eq!(p.json()["name"], "DOE, JANE");
     assert_eq!(p.json()["id"], "PID-12345");
     assert!(p.json()["birth_date"].is_null());
-    assert_eq!(get(a, "/api/patient/other-study").status, 404);
+    let none = get(a, "/api/patient/other-study");
+    assert_eq!(none.status, 200);
+    assert!(none.json().is_null());
     let s = get(a, "/api/status").json();
     assert_eq!(s["model"], "fake (int8)");
     assert_eq!(s["web"]["max_upload_bytes"], 123_456);

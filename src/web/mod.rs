@@ -12,7 +12,7 @@
 //! | `POST /api/analyze` | multipart field `file` → the record (`analyze --json`); `Content-Location: /api/results/<stem>.json` |
 //! | `GET /api/results?limit=N` | `[{"stem", "record"}]`, newest first |
 //! | `GET /api/results/<stem>.json` / `.overlay.png` / `.input.png` | a study's files |
-//! | `GET /api/patient/<stem>` | `{"name", "id", "birth_date"}` of a DICOM study, only when the appliance shows identity (404 otherwise) |
+//! | `GET /api/patient/<stem>` | `{"name", "id", "birth_date"}` of a DICOM study when the appliance shows identity, else `null` |
 //! | `GET /api/panel.png`, `POST /api/button` `{"event":"next"\|"previous"}` | panel mirror, virtual button |
 //! | `GET /api/status` | the appliance's status plus `web` (upload limit, uploads running) |
 //! | `GET`/`POST /login`, `POST /logout` | the PIN form (only with a token) |
@@ -401,10 +401,8 @@ impl Site {
             (Route::Analyze, _) => self.analyze(req),
             (Route::Results, _) => self.results(req),
             (Route::ResultFile(stem, kind), _) => self.result_file(&stem, kind),
-            (Route::Patient(stem), _) => match self.console.patient(&stem) {
-                Some(patient) => json_response(&patient),
-                None => error(404, "no patient identity is shown for this study"),
-            },
+            // `null` when identity is not shown (not an error: the study page always asks).
+            (Route::Patient(stem), _) => json_response(&self.console.patient(&stem)),
             (Route::Panel, _) => {
                 let png = self.console.panel_png();
                 if png.is_empty() {

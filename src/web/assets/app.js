@@ -265,6 +265,7 @@ async function patientLine(stem) {
   } catch (_) {
     return null;
   }
+  if (!p) return null; // identity is not shown on this appliance, or not for this study
   const parts = [p.name, p.id && 'ID ' + p.id, p.birth_date && 'born ' + p.birth_date].filter(Boolean);
   return h('p', { class: 'patient' }, 'Patient: ' + parts.join(' · '));
 }
