@@ -284,6 +284,27 @@ fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
     );
 }
 
+/// Starts the appliance with its log in `log`, and waits for the console's address.
+fn spawn_with_console(s: &Setup, log: &Path) -> (Child, String) {
+    let child = kneescreen()
+        .args(run_args(s))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut addr = None;
+    wait_for("the console", Duration::from_secs(60), || {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        addr = text
+            .split("web console on http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next().map(str::to_string));
+        addr.is_some()
+    });
+    (child, addr.unwrap())
+}
+
 /// One HTTP/1.1 exchange with the console; the whole answer (head and body) as text.
 fn http(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
@@ -337,13 +358,7 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
         .unwrap();
         fs::write(s.inbox.join("IM0001"), knee(40)).unwrap();
         let log = s.results.with_file_name("stderr.log");
-        let mut child = kneescreen()
-            .args(run_args(&s))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let (mut child, addr) = spawn_with_console(&s, &log);
         wait_for("the DICOM record", Duration::from_secs(120), || {
             journal_lines(&s.results) == 1
         });
@@ -357,13 +372,6 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
             .find(|p| p.extension().is_some_and(|e| e == "json"))
             .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
             .unwrap();
-        let text = fs::read_to_string(&log).unwrap();
-        let addr = text
-            .split("web console on http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no console address in: {text}"))
-            .to_string();
 
         let boundary = "kneescreenDicomUpload";
         let body = [
@@ -408,23 +416,7 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
         if show {
             // After a restart the same upload is answered from the results folder without a new
             // analysis; the console still learns whose it is.
-            let mut child = kneescreen()
-                .args(run_args(&s))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap();
-            let mut addr = None;
-            wait_for("the console", Duration::from_secs(60), || {
-                let text = fs::read_to_string(&log).unwrap_or_default();
-                addr = text
-                    .split("web console on http://")
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next().map(str::to_string));
-                addr.is_some()
-            });
-            let addr = addr.unwrap();
+            let (mut child, addr) = spawn_with_console(&s, &log);
             let again = http(&addr, "POST", "/api/analyze", &content_type, &body);
             assert!(again.starts_with("HTTP/1.1 200"), "{again}");
             let answer = http(

@@ -6,6 +6,8 @@ mod util;
 
 use std::path::Path;
 
+use image::GrayImage;
+
 use kneescreen::cam;
 use kneescreen::decode::{decode_gray, Limits};
 use kneescreen::model::{default_models_dir, Card, Classifier, ModelError};
@@ -38,8 +40,9 @@ fn fixtures_belong_to_the_shipped_models() {
     }
 }
 
-#[test]
-fn tract_matches_onnxruntime_on_fixture_images() {
+/// Runs `check(classifier, network input image, expected outputs of this variant, tolerance)`
+/// for every fixture image and both shipped variants.
+fn for_each_fixture(mut check: impl FnMut(&Classifier, &GrayImage, &Value, f32, &str)) {
     let dir = default_models_dir();
     let e = expected();
     for (variant, tolerance) in [("fp32", FP32_TOLERANCE), ("int8", INT8_TOLERANCE)] {
@@ -47,68 +50,72 @@ fn tract_matches_onnxruntime_on_fixture_images() {
         for (name, want) in e["images"].as_object().unwrap() {
             let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
             let gray = decode_gray(&bytes, &Limits::default()).unwrap();
-            let out = classifier
-                .infer(&preprocess::to_network_input(&preprocess::preprocess(
-                    &gray,
-                )))
-                .unwrap();
-            let want = &want[variant];
-            assert_eq!(
-                out.top().0 as u64,
-                want["grade"].as_u64().unwrap(),
-                "{variant} {name}: grade"
+            let what = format!("{variant} {name}");
+            check(
+                &classifier,
+                &preprocess::preprocess(&gray),
+                &want[variant],
+                tolerance,
+                &what,
             );
-            for (got, exp) in out
-                .probabilities
-                .iter()
-                .zip(want["probabilities"].as_array().unwrap())
-            {
-                let exp = exp.as_f64().unwrap() as f32;
-                assert!(
-                    (got - exp).abs() <= tolerance,
-                    "{variant} {name}: probability {got} vs {exp}"
-                );
-            }
         }
     }
+}
+
+/// Same grade and probabilities within `tolerance` as onnxruntime's `want`.
+fn assert_matches(
+    top: (usize, f32),
+    probabilities: &[f32],
+    want: &Value,
+    tolerance: f32,
+    what: &str,
+) {
+    assert_eq!(
+        top.0 as u64,
+        want["grade"].as_u64().unwrap(),
+        "{what}: grade"
+    );
+    for (got, exp) in probabilities
+        .iter()
+        .zip(want["probabilities"].as_array().unwrap())
+    {
+        let exp = exp.as_f64().unwrap() as f32;
+        assert!(
+            (got - exp).abs() <= tolerance,
+            "{what}: probability {got} vs {exp}"
+        );
+    }
+}
+
+#[test]
+fn tract_matches_onnxruntime_on_fixture_images() {
+    for_each_fixture(|classifier, input, want, tolerance, what| {
+        let out = classifier
+            .infer(&preprocess::to_network_input(input))
+            .unwrap();
+        assert_matches(out.top(), &out.probabilities, want, tolerance, what);
+    });
 }
 
 /// What the appliance reports: with the card's `flip_average`, the mean of the logits of the
 /// image and of its mirror, against onnxruntime computing the same.
 #[test]
 fn classify_averages_the_mirror_like_onnxruntime() {
-    let dir = default_models_dir();
     assert!(
-        Card::load(&dir).unwrap().flip_average,
+        Card::load(&default_models_dir()).unwrap().flip_average,
         "the shipped card grades from the image and its mirror"
     );
-    let e = expected();
-    for (variant, tolerance) in [("fp32", FP32_TOLERANCE), ("int8", INT8_TOLERANCE)] {
-        let classifier = Classifier::load(&dir, variant).expect("model loads");
-        for (name, want) in e["images"].as_object().unwrap() {
-            let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
-            let gray = decode_gray(&bytes, &Limits::default()).unwrap();
-            let out = classifier.classify(&preprocess::preprocess(&gray)).unwrap();
-            assert!(out.mirrored.is_some());
-            let want = &want[variant]["flip_average"];
-            assert_eq!(
-                out.top().0 as u64,
-                want["grade"].as_u64().unwrap(),
-                "{variant} {name}: grade"
-            );
-            for (got, exp) in out
-                .probabilities
-                .iter()
-                .zip(want["probabilities"].as_array().unwrap())
-            {
-                let exp = exp.as_f64().unwrap() as f32;
-                assert!(
-                    (got - exp).abs() <= tolerance,
-                    "{variant} {name}: probability {got} vs {exp}"
-                );
-            }
-        }
-    }
+    for_each_fixture(|classifier, input, want, tolerance, what| {
+        let out = classifier.classify(input).unwrap();
+        assert!(out.mirrored.is_some());
+        assert_matches(
+            out.top(),
+            &out.probabilities,
+            &want["flip_average"],
+            tolerance,
+            what,
+        );
+    });
 }
 
 #[test]
