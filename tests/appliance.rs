@@ -325,14 +325,7 @@ fn http(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -
 /// the results folder nor the log ever holds the identity.
 #[test]
 fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
-    let planted = [
-        dicom_writer::PATIENT_NAME,
-        "DOE",
-        "JANE",
-        dicom_writer::PATIENT_ID,
-        dicom_writer::PATIENT_BIRTH_DATE,
-        "1940",
-    ];
+    let planted = dicom_writer::PLANTED;
     let spec = dicom_writer::Spec {
         rows: 224,
         columns: 224,

@@ -28,6 +28,15 @@ pub const SOP_UID: &str = "1.2.826.0.1.3680043.10.1077.1.2.3";
 pub const PATIENT_NAME: &str = "DOE^JANE";
 pub const PATIENT_ID: &str = "PID-12345";
 pub const PATIENT_BIRTH_DATE: &str = "19400101";
+/// Everything that must not be found in an output: the attributes and their parts.
+pub const PLANTED: [&str; 6] = [
+    PATIENT_NAME,
+    "DOE",
+    "JANE",
+    PATIENT_ID,
+    PATIENT_BIRTH_DATE,
+    "1940",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
