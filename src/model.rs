@@ -1,5 +1,6 @@
 //! The classifier: finds the model card, loads the ONNX file it names with tract (optimised once),
-//! and turns a network input into logits, calibrated probabilities and the last feature map.
+//! and turns a network input into logits, calibrated probabilities and the last feature map — of
+//! the image, and of its left-right mirror when the card says `flip_average`.
 
 use std::path::{Path, PathBuf};
 
