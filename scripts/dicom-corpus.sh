@@ -9,8 +9,11 @@ wheel=pydicom-3.0.2-py3-none-any.whl
 sha256=abf971a5440f84dbaf42c4b6758e30e62480902584f8b270b9a5d146e278a07b
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-python3 -m pip download -q --no-deps --only-binary=:all: pydicom==3.0.2 -d "$dir"
+# Any Python with pip will do (only to fetch and unzip the wheel).
+py=python3
+$py -m pip --version >/dev/null 2>&1 || py=/usr/bin/python3
+$py -m pip download -q --no-deps --only-binary=:all: pydicom==3.0.2 -d "$dir"
 echo "$sha256  $dir/$wheel" | sha256sum -c --quiet
-python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$dir/$wheel" "$dir"
+$py -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$dir/$wheel" "$dir"
 KNEESCREEN_DICOM_CORPUS="$dir/pydicom/data/test_files" \
     cargo test -j 2 "$@" --test dicom public_corpus -- --nocapture

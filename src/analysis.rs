@@ -72,7 +72,8 @@ pub struct Grading {
     pub oa_probability: f32,
     /// Probability of the predicted grade.
     pub confidence: f32,
-    /// The model is not confident enough: a clinician should read this image.
+    /// A clinician should read this image: the model is not confident enough, or the DICOM
+    /// header says it is not a greyscale radiograph.
     pub refer: bool,
     pub warnings: Vec<String>,
     /// Grad-CAM of the predicted grade on the 7×7 feature grid, row-major, before normalisation
@@ -172,7 +173,11 @@ pub fn analyze(
         oa_probability: classification.probabilities.iter().skip(oa_from).sum(),
         probabilities: classification.probabilities.clone(),
         confidence,
-        refer: confidence < card.refer_below_confidence,
+        refer: confidence < card.refer_below_confidence
+            || decoded
+                .dicom
+                .as_ref()
+                .is_some_and(|info| !crate::dicom::looks_like_radiograph(info)),
         warnings: decoded
             .warnings
             .into_iter()

@@ -325,6 +325,12 @@ fn iso_date(da: &str) -> String {
 /// imaging, and "other" (digitised film is often stored as a secondary capture with OT).
 const RADIOGRAPH_MODALITIES: [&str; 4] = ["CR", "DX", "RG", "OT"];
 
+/// Whether the header allows a greyscale radiograph: a radiograph modality (or none stated) and
+/// a monochrome image. When not, the image is still graded, but the result asks for a clinician.
+pub fn looks_like_radiograph(info: &DicomInfo) -> bool {
+    not_a_radiograph(info).is_none()
+}
+
 /// A warning when the header says the image is not a radiograph (an MR slice, a CT, an
 /// ultrasound, a colour photograph): it is still graded, but the grade means little.
 fn not_a_radiograph(info: &DicomInfo) -> Option<String> {

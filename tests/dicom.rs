@@ -1095,6 +1095,10 @@ fn public_corpus_when_installed() {
                 let total: f32 = g.probabilities.iter().sum();
                 assert!(g.grade <= 4 && (total - 1.0).abs() < 1e-3, "{name}");
                 assert!(g.dicom.is_some(), "{name}");
+                let off_scope = g.warnings.iter().any(|w| {
+                    w.contains("not a radiograph") || w.contains("knee X-rays are greyscale")
+                });
+                assert!(!off_scope || g.refer, "{name}: not a radiograph, so REFER");
                 println!(
                     "{name}: KL {} ({:.2}) {:?}",
                     g.grade, g.confidence, g.warnings
@@ -1168,6 +1172,15 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
     let from_8_bit = grading(&dicom_writer::write(&eight, &g));
     assert_eq!(from_8_bit.probabilities, reference.probabilities);
     assert!(from_8_bit.dicom.is_some());
+    assert_eq!(from_8_bit.refer, reference.refer);
+    // The same pixels labelled as an MR image: graded alike, but always referred to a clinician.
+    let mr = Spec {
+        modality: "MR",
+        ..eight.clone()
+    };
+    let from_mr = grading(&dicom_writer::write(&mr, &g));
+    assert_eq!(from_mr.probabilities, reference.probabilities);
+    assert!(from_mr.refer);
 
     let sixteen = Spec {
         rows: h,
