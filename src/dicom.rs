@@ -280,6 +280,8 @@ impl PatientIdentity {
 
 /// Reads the patient's name, ID and birth date from a DICOM file that [`decode_dicom`] accepts
 /// the structure of; `None` for anything else. Call it only when showing identity is enabled.
+/// It parses the file again (a few milliseconds) rather than having `decode_dicom` return the
+/// identity, so that identity never travels through the analysis that writes records and logs.
 pub fn read_patient_identity(bytes: &[u8], limits: &Limits) -> Option<PatientIdentity> {
     let (_, _, obj) = open(bytes, limits).ok()?;
     let field = |tag| {
@@ -328,25 +330,30 @@ const RADIOGRAPH_MODALITIES: [&str; 4] = ["CR", "DX", "RG", "OT"];
 /// Whether the header allows a greyscale radiograph: a radiograph modality (or none stated) and
 /// a monochrome image. When not, the image is still graded, but the result asks for a clinician.
 pub fn looks_like_radiograph(info: &DicomInfo) -> bool {
-    not_a_radiograph(info).is_none()
+    let modality_ok = info
+        .modality
+        .as_deref()
+        .is_none_or(|m| RADIOGRAPH_MODALITIES.contains(&m));
+    modality_ok && info.photometric.starts_with("MONOCHROME")
 }
 
 /// A warning when the header says the image is not a radiograph (an MR slice, a CT, an
 /// ultrasound, a colour photograph): it is still graded, but the grade means little.
 fn not_a_radiograph(info: &DicomInfo) -> Option<String> {
-    let colour = !info.photometric.starts_with("MONOCHROME");
-    match info.modality.as_deref() {
-        Some(m) if !RADIOGRAPH_MODALITIES.contains(&m) => Some(format!(
+    if looks_like_radiograph(info) {
+        return None;
+    }
+    Some(match info.modality.as_deref() {
+        Some(m) if !RADIOGRAPH_MODALITIES.contains(&m) => format!(
             "the DICOM modality is {m}, not a radiograph (CR/DX): the model grades knee X-rays only, \
              so this grade is not meaningful"
-        )),
-        _ if colour => Some(format!(
+        ),
+        _ => format!(
             "the DICOM image is in colour ({}): knee X-rays are greyscale, so this may not be a \
              radiograph and the grade may not be meaningful",
             info.photometric
-        )),
-        _ => None,
-    }
+        ),
+    })
 }
 
 /// A single-knee joint crop is about 10–15 cm across; wider than this is a full or bilateral

@@ -3,6 +3,7 @@
 //! writers, bad files and a USB stick that is pulled.
 
 mod dicom_writer;
+mod http_client;
 mod util;
 
 use std::collections::BTreeMap;
@@ -11,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use http_client::{get, upload};
 use serde_json::Value;
+use std::net::SocketAddr;
 use util::*;
 
 struct Setup {
@@ -285,7 +288,7 @@ fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
 }
 
 /// Starts the appliance with its log in `log`, and waits for the console's address.
-fn spawn_with_console(s: &Setup, log: &Path) -> (Child, String) {
+fn spawn_with_console(s: &Setup, log: &Path) -> (Child, SocketAddr) {
     let child = kneescreen()
         .args(run_args(s))
         .stdin(Stdio::null())
@@ -302,22 +305,7 @@ fn spawn_with_console(s: &Setup, log: &Path) -> (Child, String) {
             .and_then(|rest| rest.split_whitespace().next().map(str::to_string));
         addr.is_some()
     });
-    (child, addr.unwrap())
-}
-
-/// One HTTP/1.1 exchange with the console; the whole answer (head and body) as text.
-fn http(addr: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n\
-         Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(&[head.as_bytes(), body].concat()).unwrap();
-    let mut answer = Vec::new();
-    conn.read_to_end(&mut answer).unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
+    (child, addr.unwrap().parse().expect("the console's address"))
 }
 
 /// DICOM knees with the patient's name, ID and birth date, one from the inbox and one uploaded:
@@ -366,42 +354,24 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
             .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
             .unwrap();
 
-        let boundary = "kneescreenDicomUpload";
-        let body = [
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
-                 filename=\"scan.dcm\"\r\nContent-Type: application/dicom\r\n\r\n"
-            )
-            .into_bytes(),
-            knee(41),
-            format!("\r\n--{boundary}--\r\n").into_bytes(),
-        ]
-        .concat();
-        let content_type = format!("multipart/form-data; boundary={boundary}");
-        let uploaded = http(&addr, "POST", "/api/analyze", &content_type, &body);
-        assert!(uploaded.starts_with("HTTP/1.1 200"), "{uploaded}");
-        assert!(uploaded.contains("\"modality\":\"DX\""), "{uploaded}");
+        let scan = knee(41);
+        let uploaded = upload(addr, "scan.dcm", &scan);
+        assert_eq!(uploaded.status, 200, "{}", uploaded.text());
+        assert_eq!(uploaded.json()["dicom"]["modality"], "DX");
         let from_upload = uploaded
-            .split("Content-Location: /api/results/")
-            .nth(1)
-            .and_then(|rest| rest.split(".json").next())
+            .header("Content-Location")
+            .and_then(|l| l.strip_prefix("/api/results/")?.strip_suffix(".json"))
             .unwrap()
             .to_string();
 
         for stem in [&from_inbox, &from_upload] {
-            let answer = http(
-                &addr,
-                "GET",
-                &format!("/api/patient/{stem}"),
-                "text/plain",
-                b"",
-            );
+            let answer = get(addr, &format!("/api/patient/{stem}"));
+            assert_eq!(answer.status, 200);
             if show {
-                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-                assert!(answer.contains("\"DOE, JANE\"") && answer.contains("1940-01-01"));
+                assert_eq!(answer.json()["name"], "DOE, JANE");
+                assert_eq!(answer.json()["birth_date"], "1940-01-01");
             } else {
-                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-                assert!(answer.ends_with("\r\n\r\nnull"), "{answer}");
+                assert!(answer.json().is_null(), "{}", answer.text());
             }
         }
         let _ = child.kill();
@@ -410,16 +380,9 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
             // After a restart the same upload is answered from the results folder without a new
             // analysis; the console still learns whose it is.
             let (mut child, addr) = spawn_with_console(&s, &log);
-            let again = http(&addr, "POST", "/api/analyze", &content_type, &body);
-            assert!(again.starts_with("HTTP/1.1 200"), "{again}");
-            let answer = http(
-                &addr,
-                "GET",
-                &format!("/api/patient/{from_upload}"),
-                "text/plain",
-                b"",
-            );
-            assert!(answer.contains("\"DOE, JANE\""), "{answer}");
+            assert_eq!(upload(addr, "scan.dcm", &scan).status, 200);
+            let answer = get(addr, &format!("/api/patient/{from_upload}"));
+            assert_eq!(answer.json()["name"], "DOE, JANE");
             let _ = child.kill();
             let _ = child.wait();
             assert_eq!(journal_lines(&s.results), 2, "nothing graded twice");

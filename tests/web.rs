@@ -2,7 +2,7 @@
 //! tokens, cross-site and traversal attempts, the panel and the button.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -12,6 +12,9 @@ use kneescreen::dicom::PatientIdentity;
 use kneescreen::hw::ButtonEvent;
 use kneescreen::web::{serve, Console, ResultFile, WebConfig, WebServer};
 use serde_json::{json, Value};
+
+mod http_client;
+use http_client::*;
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const STEM: &str = "knee_left-0a1b2c3d";
@@ -175,134 +178,6 @@ fn start(configure: impl FnOnce(&mut WebConfig)) -> (WebServer, Arc<Fake>) {
     let fake = Arc::new(Fake::default());
     let server = serve(cfg, fake.clone()).expect("the console starts");
     (server, fake)
-}
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Parses one response from `bytes`; returns it and what follows it.
-fn parse_response(bytes: &[u8]) -> (Resp, &[u8]) {
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(bytes)));
-    let head = std::str::from_utf8(&bytes[..end]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_string(), v.trim().to_string())
-        })
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0);
-    let rest = &bytes[end + 4..];
-    let body = rest[..len.min(rest.len())].to_vec();
-    (
-        Resp {
-            status,
-            headers,
-            body,
-        },
-        &rest[len.min(rest.len())..],
-    )
-}
-
-/// Sends raw bytes on a new connection and reads until the server closes it.
-fn exchange(addr: SocketAddr, request: &[u8]) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    parse_response(&out).0
-}
-
-fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Resp {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    let mut bytes = req.into_bytes();
-    bytes.extend_from_slice(body);
-    exchange(addr, &bytes)
-}
-
-fn get(addr: SocketAddr, path: &str) -> Resp {
-    request(addr, "GET", path, &[], b"")
-}
-
-fn origin(addr: SocketAddr) -> String {
-    format!("http://{addr}")
-}
-
-fn multipart(filename: &str, content: &[u8]) -> (String, Vec<u8>) {
-    let boundary = "----kneescreenTestBoundary7MA4YWxk";
-    let mut body = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
-         Content-Type: application/octet-stream\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(content);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-/// Uploads like the console's own page does (same-origin).
-fn upload(addr: SocketAddr, filename: &str, content: &[u8]) -> Resp {
-    let (ct, body) = multipart(filename, content);
-    let o = origin(addr);
-    request(
-        addr,
-        "POST",
-        "/api/analyze",
-        &[
-            ("Content-Type", &ct),
-            ("Origin", &o),
-            ("Sec-Fetch-Site", "same-origin"),
-        ],
-        &body,
-    )
 }
 
 fn png_bytes() -> Vec<u8> {
