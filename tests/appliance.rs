@@ -337,7 +337,8 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
             format!("show_patient_identity = {show}\n{config}"),
         )
         .unwrap();
-        fs::write(s.inbox.join("IM0001"), knee(40)).unwrap();
+        let inbox_file = knee(40);
+        fs::write(s.inbox.join("IM0001"), &inbox_file).unwrap();
         let log = s.results.with_file_name("stderr.log");
         let (mut child, addr) = spawn_with_console(&s, &log);
         wait_for("the DICOM record", Duration::from_secs(120), || {
@@ -388,6 +389,11 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
             assert_eq!(journal_lines(&s.results), 2, "nothing graded twice");
         }
 
+        assert_eq!(
+            fs::read(s.inbox.join("IM0001")).unwrap(),
+            inbox_file,
+            "input untouched"
+        );
         let mut stored = vec![(log.clone(), fs::read(&log).unwrap())];
         let uploads = s.results.join("uploads");
         for dir in [&s.results, &uploads] {
