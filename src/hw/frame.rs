@@ -1,5 +1,6 @@
 //! The off-screen Rgb565 frame that real displays draw into, and the `BufferedPanel` that sends
-//! only the rows that changed since the last flush to a `FrameSink` (SPI panel, framebuffer).
+//! only the rows that changed since the last flush to a `FrameSink` (SPI panel, framebuffer,
+//! virtual panel).
 
 use std::ops::Range;
 
@@ -109,12 +110,18 @@ impl DrawTarget for Frame {
     }
 }
 
-/// Where a `BufferedPanel` sends its rows: the SPI panel or the Linux framebuffer.
+/// Where a `BufferedPanel` sends its rows: the SPI panel, the Linux framebuffer or the PNG of
+/// the virtual panel.
 pub trait FrameSink {
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Puts `rows` of `frame` on the display (the rows span the frame's full width).
     fn send(&mut self, frame: &Frame, rows: Range<u32>) -> Result<(), Self::Error>;
+
+    /// The last frame sent, as PNG, for sinks that keep one (the virtual panel).
+    fn frame_png(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A display the views draw into off-screen; `flush` sends the changed rows to the sink.
@@ -125,7 +132,7 @@ pub struct BufferedPanel<S> {
 
 impl<S: FrameSink> BufferedPanel<S> {
     /// A black `width`×`height` frame in front of `sink`; nothing is sent until the first flush.
-    pub fn new(width: u32, height: u32, sink: S) -> Self {
+    pub fn with_sink(width: u32, height: u32, sink: S) -> Self {
         BufferedPanel {
             frame: Frame::new(width, height),
             sink,
@@ -178,5 +185,9 @@ impl<S: FrameSink> Panel for BufferedPanel<S> {
             self.frame.mark_shown(rows);
         }
         Ok(())
+    }
+
+    fn frame_png(&self) -> Option<Vec<u8>> {
+        self.sink.frame_png()
     }
 }

@@ -322,7 +322,7 @@ impl BufferedPanel<FbSink> {
             layout,
             row: vec![0; layout.width as usize * layout.bytes_per_pixel()],
         };
-        Ok(BufferedPanel::new(layout.width, layout.height, sink))
+        Ok(BufferedPanel::with_sink(layout.width, layout.height, sink))
     }
 }
 

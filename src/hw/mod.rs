@@ -17,7 +17,7 @@ pub mod framebuffer; // /dev/fbN (HDMI, DSI, kernel-driven panels)
 pub mod gpio; // GPIO lines by name (gpiocdev)
 pub mod spi_panel; // SPI TFT panels (mipidsi)
 pub mod test_pattern; // bring-up picture for checking a panel's config
-pub mod virtual_panel;
+pub mod virtual_panel; // in memory: PNG for the web console and panel.png
 
 pub use button::{spawn_gpio_button, spawn_keyboard, PressClassifier};
 pub use framebuffer::{FbError, FbPanel};

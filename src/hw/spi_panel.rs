@@ -622,6 +622,6 @@ impl BufferedPanel<SpiSink> {
                 setup.start(ILI9486Rgb565, Spi16(transport), reset, backlight, delay)
             }
         }?;
-        Ok(BufferedPanel::new(width, height, SpiSink { writer }))
+        Ok(BufferedPanel::with_sink(width, height, SpiSink { writer }))
     }
 }
