@@ -1103,10 +1103,12 @@ impl Lut {
     fn read(item: &InMemDicomObject, signed_input: bool) -> Option<Lut> {
         let descriptor = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i32>().ok()?;
         let [count, first, bits] = descriptor.get(..3)?.try_into().ok()?;
-        let count = if count == 0 {
-            65536
-        } else {
-            count as usize & 0xFFFF
+        // 0 means 65536 (the count does not fit US); a writer using UL, SL or IS may also write
+        // 65536 itself. Anything else outside 1..=65536 is not a LUT this decoder can use.
+        let count = match count {
+            0 | 65536 => 65536,
+            1..=65535 => count as usize,
+            _ => return None,
         };
         // Stored as US or SS depending on the writer; a first value above 32767 only makes
         // sense as a negative one when the input can be negative.
@@ -1139,6 +1141,7 @@ impl Lut {
         f64::from((1u32 << self.bits) - 1)
     }
 
+    /// The entry for `x`, clamped to the table (never empty: `read` takes 1 to 65536 entries).
     fn get(&self, x: f64) -> f64 {
         let last = self.entries.len() as f64 - 1.0;
         let i = (x.round() - f64::from(self.first)).clamp(0.0, last) as usize;

@@ -351,6 +351,66 @@ fn voi_lut_sequence_is_used_when_there_is_no_window() {
 }
 
 #[test]
+fn a_lut_descriptor_of_any_vr_and_count_never_stops_the_decoder() {
+    // Explicit VR files may store the LUT Descriptor as US, SS, UL, SL or IS, so its count can
+    // read as 65536 (or 0, US's way of saying 65536), negative, or beyond 65536. A usable table is
+    // used; anything else is ignored (the full stored range then applies); never a panic.
+    use dicom_core::value::{DataSetSequence, PrimitiveValue};
+    use dicom_core::{DataElement, Length, VR};
+    use dicom_dictionary_std::tags;
+    let spec = Spec::default(); // 12 bits stored
+    let values = samples(pixel_count(&spec), 0, 4095, 11);
+    let descriptor = |vr: VR, count: i64| match vr {
+        VR::UL => PrimitiveValue::U32(vec![count as u32, 0, 16].into()),
+        VR::SL => PrimitiveValue::I32(vec![count as i32, 0, 16].into()),
+        _ => PrimitiveValue::U16(vec![count as u16, 0, 16].into()),
+    };
+    for (vr, count) in [
+        (VR::UL, 65536),
+        (VR::SL, 65536),
+        (VR::US, 0),
+        (VR::SL, -1),
+        (VR::UL, 70000),
+    ] {
+        for entries in [4096u32, 65536] {
+            // Reversed: stored v -> 65535 - v * (65535 / (entries - 1)), clamped at the end.
+            let lut: Vec<u16> = (0..entries)
+                .map(|i| 65535 - (u64::from(i) * 65535 / u64::from(entries - 1)) as u16)
+                .collect();
+            let mut item = dicom_object::InMemDicomObject::new_empty();
+            item.put(DataElement::new(
+                tags::LUT_DESCRIPTOR,
+                vr,
+                descriptor(vr, count),
+            ));
+            item.put(DataElement::new(
+                tags::LUT_DATA,
+                VR::OW,
+                PrimitiveValue::U16(lut.clone().into()),
+            ));
+            let mut obj = dicom_writer::header(&spec);
+            obj.put(DataElement::new(
+                tags::VOILUT_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::new(vec![item], Length::UNDEFINED),
+            ));
+            let file = dicom_writer::write_with_header(obj, &spec, &values);
+            let image = dicom(&file)
+                .unwrap_or_else(|e| panic!("{vr:?} count {count}, {entries} entries: {e}"));
+            let table_used = entries == 65536 && matches!(count, 0 | 65536);
+            for (got, &v) in image.gray.as_raw().iter().zip(&values) {
+                let want = if table_used {
+                    (f64::from(lut[v as usize]) / 65535.0 * 255.0).round() as u8
+                } else {
+                    scale_full_range(v.into(), 0.0, 4095.0)
+                };
+                assert_eq!(*got, want, "{vr:?} count {count}, {entries} entries: stored {v}");
+            }
+        }
+    }
+}
+
+#[test]
 fn modality_lut_sequence_replaces_the_rescale() {
     // A 12-bit modality LUT that reverses the values and outputs 10 bits; no window: the full
     // output range of the LUT (0..1023) spans 0..255.

@@ -275,6 +275,11 @@ pub fn header(spec: &Spec) -> InMemDicomObject {
 /// Writes `spec` with the given stored values (`frames × rows × columns × samples`, each within
 /// BitsStored; negative ones for signed images).
 pub fn write(spec: &Spec, samples: &[i32]) -> Vec<u8> {
+    write_with_header(header(spec), spec, samples)
+}
+
+/// `write`, with a header the caller made (from `header(spec)`, then changed).
+pub fn write_with_header(mut obj: InMemDicomObject, spec: &Spec, samples: &[i32]) -> Vec<u8> {
     let per_frame =
         usize::from(spec.rows) * usize::from(spec.columns) * usize::from(spec.samples_per_pixel);
     assert_eq!(
@@ -282,7 +287,6 @@ pub fn write(spec: &Spec, samples: &[i32]) -> Vec<u8> {
         per_frame * spec.frames as usize,
         "sample count"
     );
-    let mut obj = header(spec);
     let pixel_data: Value<InMemDicomObject> = match spec.encoding {
         Encoding::Implicit | Encoding::Explicit | Encoding::Deflated | Encoding::BigEndian => {
             native(spec, samples)
