@@ -72,9 +72,11 @@ pub struct Grading {
     pub oa_probability: f32,
     /// Probability of the predicted grade.
     pub confidence: f32,
-    /// A clinician should read this image: the model is not confident enough, or the DICOM
-    /// header says it is not a greyscale radiograph.
+    /// A clinician should read this image first; why is in `refer_reason`.
     pub refer: bool,
+    /// Why the image is referred, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refer_reason: Option<ReferReason>,
     pub warnings: Vec<String>,
     /// Grad-CAM of the predicted grade on the 7×7 feature grid, row-major, before normalisation
     /// (of the mean logit of the image and its mirror, the mirror's map flipped back).
@@ -89,6 +91,27 @@ pub struct Grading {
     pub model: ModelId,
     pub timings_ms: Timings,
     pub notice: String,
+}
+
+/// Why a graded image is referred to a clinician before anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferReason {
+    /// The DICOM header says it is another modality or a colour image: whatever the model says
+    /// about it means little.
+    NotARadiograph,
+    /// The probability of the predicted grade is below the model card's threshold.
+    LowConfidence,
+}
+
+impl ReferReason {
+    /// The reason in a few words, for the panel, the console and the command line.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReferReason::NotARadiograph => "not a greyscale radiograph",
+            ReferReason::LowConfidence => "low confidence",
+        }
+    }
 }
 
 /// Shown with every result.
@@ -165,6 +188,17 @@ pub fn analyze(
     let card = classifier.card();
     let info = card.classes.get(grade);
     let oa_from = card.oa_from_grade as usize;
+    let refer_reason = if decoded
+        .dicom
+        .as_ref()
+        .is_some_and(|info| !crate::dicom::looks_like_radiograph(info))
+    {
+        Some(ReferReason::NotARadiograph)
+    } else if confidence < card.refer_below_confidence {
+        Some(ReferReason::LowConfidence)
+    } else {
+        None
+    };
     let grading = Grading {
         grade: grade as u8,
         grade_name: info.map(|c| c.name.clone()).unwrap_or_default(),
@@ -173,11 +207,8 @@ pub fn analyze(
         oa_probability: classification.probabilities.iter().skip(oa_from).sum(),
         probabilities: classification.probabilities.clone(),
         confidence,
-        refer: confidence < card.refer_below_confidence
-            || decoded
-                .dicom
-                .as_ref()
-                .is_some_and(|info| !crate::dicom::looks_like_radiograph(info)),
+        refer: refer_reason.is_some(),
+        refer_reason,
         warnings: decoded
             .warnings
             .into_iter()

@@ -23,6 +23,10 @@ use crate::web::{Console, ResultFile, WebConfig};
 const HISTORY: usize = 50;
 /// How long a file whose results could not be written waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Why an input is rejected after the appliance stopped during each of its last analyses.
+const STOPPED_ON_IT: &str = "the appliance stopped while analysing this file, twice: it may be \
+    damaged or too large for this device's memory; it is not tried again (export it again, \
+    or grade it on a computer)";
 /// The loop wakes at least this often (systemd watchdog, retries, free-disk figure).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -71,6 +75,9 @@ pub struct App<P: Panel> {
     shared: Arc<Mutex<Shared>>,
     limits: Limits,
     retries: Vec<(Instant, PathBuf)>,
+    /// The appliance's own newest problem (results not written, model failed), until an input
+    /// is done with no other waiting for a retry; shown before the watcher's.
+    error: Option<String>,
 }
 
 impl<P: Panel> App<P>
@@ -106,6 +113,7 @@ where
             shared,
             limits,
             retries: Vec::new(),
+            error: None,
         };
         app.show();
         Ok(app)
@@ -169,7 +177,7 @@ where
             Err(e) => {
                 // No content to key on: the file's identity (path, size, mtime) keys the journal.
                 let key = metadata_key(path);
-                if self.journal.get(&key).is_none() {
+                if self.done_before(&key).is_none() {
                     let record = analysis::rejected(&source, None, &e.to_string());
                     let stem = ingest::result_stem(path, &key);
                     let rejected = Analysis::rejected(record);
@@ -179,7 +187,7 @@ where
             }
         };
         let sha = model::sha256_hex(&bytes);
-        if self.journal.get(&sha).is_some() {
+        if self.done_before(&sha).is_some() {
             return; // the same bytes were already graded (another name, another stick, a restart)
         }
         let stem = ingest::result_stem(path, &sha);
@@ -189,13 +197,10 @@ where
     fn process_upload(&mut self, bytes: Vec<u8>, name: &str) -> Result<Record, String> {
         let sha = model::sha256_hex(&bytes);
         let source = format!("upload: {name}"); // the console has sanitised the client's name
-        if let Some(entry) = self.journal.get(&sha) {
-            let json = std::fs::read(self.config.results.join(format!("{}.json", entry.stem)))
-                .map_err(|e| e.to_string())?;
-            let record: Record = serde_json::from_slice(&json).map_err(|e| e.to_string())?;
+        if let Some((stem, record)) = self.done_before(&sha) {
             // Graded before (perhaps before a restart): the console may not hold its patient.
             if let Some(p) = self.patient_of(&bytes, &record) {
-                self.remember_patient(&entry.stem, &p);
+                self.remember_patient(&stem, &p);
             }
             return Ok(record);
         }
@@ -208,6 +213,14 @@ where
         self.analyse(&bytes, &source, stem, sha, None)
     }
 
+    /// The result stem and record of an input done before, if its record is still in the results
+    /// folder (someone may have cleared the folder to make room: then it is done again).
+    fn done_before(&self, key: &str) -> Option<(String, Record)> {
+        let stem = &self.journal.get(key)?.stem;
+        let json = std::fs::read(self.config.results.join(format!("{stem}.json"))).ok()?;
+        Some((stem.clone(), serde_json::from_slice(&json).ok()?))
+    }
+
     fn analyse(
         &mut self,
         bytes: &[u8],
@@ -218,19 +231,30 @@ where
     ) -> Result<Record, String> {
         self.state.busy = Some(source.rsplit('/').next().unwrap_or(source).to_string());
         self.show();
-        let analysis = match analysis::analyze(bytes, source, &self.classifier, &self.limits) {
-            Ok(a) => a,
-            Err(AnalysisError::Rejected(e)) => {
-                Analysis::rejected(analysis::rejected(source, Some(bytes), &e.to_string()))
-            }
-            Err(AnalysisError::Model(e)) => {
-                self.state.busy = None;
-                self.fail(format!("{source}: internal error: {e}"));
-                return Err(e.to_string());
+        let stopped_before = self.journal.begin(&key, source).unwrap_or_else(|e| {
+            eprintln!("kneescreen: cannot note the input in progress in the results folder: {e}");
+            0
+        });
+        let analysis = if stopped_before >= ingest::MAX_ATTEMPTS {
+            Analysis::rejected(analysis::rejected(source, Some(bytes), STOPPED_ON_IT))
+        } else {
+            match analysis::analyze(bytes, source, &self.classifier, &self.limits) {
+                Ok(a) => a,
+                Err(AnalysisError::Rejected(e)) => {
+                    Analysis::rejected(analysis::rejected(source, Some(bytes), &e.to_string()))
+                }
+                Err(AnalysisError::Model(e)) => {
+                    self.journal.end();
+                    self.state.busy = None;
+                    self.fail(format!("{source}: internal error: {e}"));
+                    return Err(e.to_string());
+                }
             }
         };
         let patient = self.patient_of(bytes, &analysis.record);
-        self.finish(analysis, patient, key, source, stem, path)
+        let finished = self.finish(analysis, patient, key, source, stem, path);
+        self.journal.end();
+        finished
     }
 
     /// The patient of a graded DICOM input, only when the configuration shows identity.
@@ -292,6 +316,9 @@ where
             None => eprintln!("kneescreen: {source}: graded, results {stem}.json"),
         }
         self.state.status.processed += 1;
+        if self.retries.is_empty() {
+            self.error = None; // nothing is left waiting because of it
+        }
         let record = analysis.record.clone();
         if let Some(p) = &patient {
             self.remember_patient(&stem, p);
@@ -312,7 +339,8 @@ where
 
     fn fail(&mut self, msg: String) {
         eprintln!("kneescreen: {msg}");
-        self.state.status.last_error = Some(msg);
+        self.error = Some(msg);
+        self.refresh_status();
         self.show();
     }
 
@@ -320,9 +348,7 @@ where
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         self.state.status.watched = shared.watched.clone();
         self.state.status.queue = shared.watcher_pending + self.retries.len();
-        if let Some(e) = &shared.watcher_error {
-            self.state.status.last_error = Some(e.clone());
-        }
+        self.state.status.last_error = self.error.clone().or(shared.watcher_error.clone());
         drop(shared);
         self.state.status.free_disk_bytes = free_disk_bytes(&self.config.results);
     }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::analysis::{self, Record};
+use crate::analysis::{self, Record, ReferReason};
 use crate::decode::{self, Limits};
 use crate::model::{self, Classifier};
 use crate::{bench, eval, figures, preprocess, results};
@@ -244,7 +244,10 @@ pub fn describe(record: &Record) -> String {
         probs.join("  ")
     );
     if g.refer {
-        s.push_str("\n  REFER: the model is not confident; a clinician should read this image");
+        let reason = g.refer_reason.map_or("", ReferReason::label);
+        s.push_str(&format!(
+            "\n  REFER ({reason}): a clinician should read this image"
+        ));
     }
     for w in &g.warnings {
         s.push_str(&format!("\n  warning: {w}"));

@@ -424,3 +424,95 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
         }
     }
 }
+
+#[test]
+fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
+    // A large image, so that its analysis lasts long enough to stop the appliance in the middle.
+    let mut big = Vec::new();
+    synthetic_knee(4000, 3000, 7)
+        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
+        .unwrap();
+    let in_progress = |s: &Setup| s.results.join("in-progress");
+    // Stops the appliance (as a crash, the memory running out or a power cut would) while it
+    // analyses the file.
+    let stop_midway = |s: &Setup| {
+        let note = || fs::read(in_progress(s)).ok();
+        let before = note(); // left by the previous stop, if any
+        let mut child = spawn(s);
+        let start = Instant::now();
+        while note().is_none() || note() == before {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the analysis never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    };
+    for stops in [1, 2] {
+        let s = setup();
+        let input = s.inbox.join("big.png");
+        fs::write(&input, &big).unwrap();
+        for _ in 0..stops {
+            stop_midway(&s);
+            assert!(
+                records(&s.results).is_empty(),
+                "no record while it was stopped"
+            );
+        }
+        run_until_idle(&s);
+        let recs = records(&s.results);
+        let rs = &recs[&input.display().to_string()];
+        assert_eq!(rs.len(), 1, "{recs:?}");
+        if stops == 1 {
+            assert_eq!(
+                rs[0]["status"], "ok",
+                "one stop (a power cut?) is retried: {rs:?}"
+            );
+        } else {
+            assert_eq!(rs[0]["status"], "rejected", "{rs:?}");
+            let reason = rs[0]["reason"].as_str().unwrap();
+            assert!(
+                reason.contains("stopped while analysing this file, twice"),
+                "{reason}"
+            );
+        }
+        assert!(
+            !in_progress(&s).exists(),
+            "the note is removed after the analysis"
+        );
+        assert_eq!(fs::read(&input).unwrap(), big, "input changed");
+        assert_eq!(journal_lines(&s.results), 1);
+    }
+}
+
+#[test]
+fn inputs_whose_records_were_cleared_away_are_graded_again() {
+    let s = setup();
+    let knee = png_bytes(50);
+    let scan = png_bytes(51);
+    fs::write(s.inbox.join("knee.png"), &knee).unwrap();
+    let log = s.results.with_file_name("stderr.log");
+    for round in 1..=2 {
+        let (mut child, addr) = spawn_with_console(&s, &log);
+        wait_for("the inbox record", Duration::from_secs(120), || {
+            records(&s.results).contains_key(&s.inbox.join("knee.png").display().to_string())
+        });
+        let uploaded = upload(addr, "scan.png", &scan);
+        assert_eq!(uploaded.status, 200, "round {round}: {}", uploaded.text());
+        assert_eq!(uploaded.json()["status"], "ok");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(records(&s.results).len(), 2, "round {round}");
+        assert_eq!(journal_lines(&s.results), 2 * round);
+        // The technician makes room: every result file goes, the journal stays.
+        for entry in fs::read_dir(&s.results).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_file() && path.file_name().unwrap() != "journal.jsonl" {
+                fs::remove_file(path).unwrap();
+            }
+        }
+    }
+    assert_eq!(fs::read(s.inbox.join("knee.png")).unwrap(), knee);
+}

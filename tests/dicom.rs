@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use dicom_writer::{Encoding, Spec};
 use image::{GrayImage, ImageEncoder};
+use kneescreen::analysis::ReferReason;
 use kneescreen::decode::{decode, decode_gray, sniff, DecodeError, Format, Limits};
 use kneescreen::dicom::{
     decode_dicom, read_patient_identity, DicomImage, SpacingSource, MULTI_FRAME_WARNING,
@@ -404,7 +405,10 @@ fn a_lut_descriptor_of_any_vr_and_count_never_stops_the_decoder() {
                 } else {
                     scale_full_range(v.into(), 0.0, 4095.0)
                 };
-                assert_eq!(*got, want, "{vr:?} count {count}, {entries} entries: stored {v}");
+                assert_eq!(
+                    *got, want,
+                    "{vr:?} count {count}, {entries} entries: stored {v}"
+                );
             }
         }
     }
@@ -1241,6 +1245,7 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
     let from_mr = grading(&dicom_writer::write(&mr, &g));
     assert_eq!(from_mr.probabilities, reference.probabilities);
     assert!(from_mr.refer);
+    assert_eq!(from_mr.refer_reason, Some(ReferReason::NotARadiograph));
 
     let sixteen = Spec {
         rows: h,

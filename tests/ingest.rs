@@ -393,7 +393,12 @@ fn missing_inboxes_are_created_and_a_vanished_inbox_comes_back() {
     );
     assert!(watcher.watched()[0].ends_with("(missing)"));
 
+    // Still missing at the next walks: still reported.
+    assert_eq!(watcher.next(Duration::from_millis(600)), None);
+    assert_eq!(watcher.last_error(), Some(error));
+
     write(&inbox.join("back.png"), b"back");
     assert_eq!(collect(&mut watcher, 1), vec![inbox.join("back.png")]);
     assert_eq!(watcher.watched(), vec![inbox.display().to_string()]);
+    assert_eq!(watcher.last_error(), None, "the problem has cleared");
 }

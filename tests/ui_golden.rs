@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use embedded_graphics::{pixelcolor::Rgb565, prelude::*, Pixel};
 use image::{GrayImage, Luma};
-use kneescreen::analysis::{Grading, ModelId, Record, Status, Timings, NOTICE};
+use kneescreen::analysis::{Grading, ModelId, Record, ReferReason, Status, Timings, NOTICE};
 use kneescreen::cam::{self, CamGrid};
 use kneescreen::dicom::PatientIdentity;
 use kneescreen::hw::{Panel, VirtualPanel};
@@ -102,7 +102,7 @@ fn graded(
     name: &str,
     description: &str,
     probabilities: [f32; 5],
-    refer: bool,
+    refer: Option<ReferReason>,
 ) -> Record {
     let confidence = probabilities[usize::from(grade)];
     let (_, roi) = fake_overlay();
@@ -119,7 +119,8 @@ fn graded(
             oa: grade >= 2,
             oa_probability: probabilities[2..].iter().sum(),
             confidence,
-            refer,
+            refer: refer.is_some(),
+            refer_reason: refer,
             warnings: Vec::new(),
             cam_grid: vec![vec![0.0; 7]; 7],
             roi: Some(roi),
@@ -174,14 +175,14 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         "Moderate",
         "Multiple osteophytes, definite joint-space narrowing, some sclerosis, possible bone-end deformity.",
         [0.02, 0.05, 0.16, 0.63, 0.14],
-        false,
+        None,
     ));
     let mut doubtful = graded(
         1,
         "Doubtful",
         "Doubtful joint-space narrowing and possible osteophytic lipping.",
         [0.30, 0.38, 0.22, 0.08, 0.02],
-        true,
+        Some(ReferReason::LowConfidence),
     );
     if let Some(g) = doubtful.result.as_mut() {
         g.warnings.push(
@@ -191,6 +192,14 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         );
     }
     let doubtful = study(doubtful);
+    // A DICOM of another modality: referred however confident the model is.
+    let not_radiograph = study(graded(
+        2,
+        "Minimal",
+        "Definite osteophytes and possible joint-space narrowing.",
+        [0.02, 0.05, 0.85, 0.06, 0.02],
+        Some(ReferReason::NotARadiograph),
+    ));
     // Shown only when the configuration enables it: the footer names the patient, not the file.
     let with_patient = Arc::new(Study {
         patient: Some(PatientIdentity {
@@ -225,6 +234,10 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         ("status", state(View::Status, Some(&moderate))),
         ("waiting", state(View::Grade, None)),
         ("refer", state(View::Grade, Some(&doubtful))),
+        (
+            "refer-not-radiograph",
+            state(View::Grade, Some(&not_radiograph)),
+        ),
         ("rejected", state(View::Grade, Some(&rejected))),
         ("rejected-overlay", state(View::Overlay, Some(&rejected))),
         ("patient", state(View::Grade, Some(&with_patient))),
@@ -405,7 +418,7 @@ fn odd_sizes_and_odd_data_draw_without_panicking_or_overflowing() {
         &"Severe ".repeat(20),
         &"word ".repeat(200),
         [f32::NAN, -1.0, 2.0, 0.0, 0.5],
-        true,
+        Some(ReferReason::LowConfidence),
     );
     if let Some(g) = odd.result.as_mut() {
         g.probabilities.extend([0.1; 4]);

@@ -76,6 +76,7 @@ fn ok_record(file: &str, sha: &str) -> Record {
             oa_probability: 0.8,
             confidence: 0.6,
             refer: false,
+            refer_reason: None,
             warnings: vec![],
             cam_grid: vec![vec![0.0; 7]; 7],
             roi: None,

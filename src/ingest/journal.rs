@@ -1,5 +1,7 @@
 //! The journal `<results>/journal.jsonl`: one JSON line per input, appended and fsync'd, keyed by
-//! the input's SHA-256, so a restart or a power cut neither repeats nor loses work.
+//! the input's SHA-256, so a restart or a power cut neither repeats nor loses work; and the
+//! `<results>/in-progress` note of the input being analysed, so one that the appliance keeps
+//! dying on (a crash, memory running out) is set aside instead of tried for ever.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -11,6 +13,19 @@ use serde::{Deserialize, Serialize};
 
 /// The journal's file name inside the results folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
+/// The name of the note of the input being analysed, inside the results folder.
+pub const IN_PROGRESS_FILE: &str = "in-progress";
+/// An input is not analysed again once the appliance has stopped this many times during its
+/// analysis (one stop may be a power cut; two in a row on the same input are not a coincidence).
+pub const MAX_ATTEMPTS: u32 = 2;
+
+/// The `in-progress` note: which input, and how many analyses of it were started.
+#[derive(Debug, Serialize, Deserialize)]
+struct InProgress {
+    key: String,
+    source: String,
+    attempts: u32,
+}
 
 /// How an input ended: analysed, or rejected with a reason (in its result record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +153,34 @@ impl Journal {
         self.needs_newline = false;
         self.remember(entry);
         Ok(())
+    }
+
+    /// Notes that the input `key` is being analysed (until `end`), and returns how many earlier
+    /// analyses of it never ended: the appliance stopped during them. Compare with `MAX_ATTEMPTS`.
+    pub fn begin(&mut self, key: &str, source: &str) -> io::Result<u32> {
+        let path = self.in_progress_path();
+        let earlier = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<InProgress>(&b).ok())
+            .filter(|note| note.key == key)
+            .map_or(0, |note| note.attempts);
+        let note = InProgress {
+            key: key.to_string(),
+            source: source.to_string(),
+            attempts: earlier + 1,
+        };
+        let bytes = serde_json::to_vec(&note).map_err(io::Error::other)?;
+        crate::results::write_atomic(&path, &bytes)?;
+        Ok(earlier)
+    }
+
+    /// The analysis noted by `begin` has ended, whatever its outcome.
+    pub fn end(&mut self) {
+        let _ = fs::remove_file(self.in_progress_path());
+    }
+
+    fn in_progress_path(&self) -> PathBuf {
+        self.path.with_file_name(IN_PROGRESS_FILE)
     }
 
     /// Number of distinct inputs done.

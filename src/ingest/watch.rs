@@ -21,9 +21,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// deeper is a mistake or a loop through bind mounts, not input.
 const MAX_DEPTH: usize = 32;
 
-/// Distinct error messages printed to stderr at most once each (status view shows the newest).
-const MAX_REMEMBERED_ERRORS: usize = 256;
-
 /// The version of a file that counts for "seen before": its size and modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Version {
@@ -54,6 +51,9 @@ struct Root {
     path: PathBuf,
     inbox: bool,
     present: bool,
+    /// Found at least once: a missing inbox that never existed is created, one that vanished
+    /// (an unmounted disk) is waited for, so nothing is written where the disk used to be.
+    seen: bool,
 }
 
 /// Watches inbox folders and a USB mount parent and yields each complete file once.
@@ -86,8 +86,15 @@ pub struct Watcher {
     ready_versions: HashMap<PathBuf, Version>,
     yielded: HashMap<PathBuf, Version>,
     next_walk: Instant,
+    /// Why the system gives no change events, when it gives none.
+    no_events: Option<String>,
+    /// Folders whose watch failed, and why (reported again on every walk while they last).
+    unwatched: HashMap<PathBuf, String>,
+    /// Problems reported since the last walk began: the conditions that still stand. A message
+    /// is printed when it starts to stand, and the status view's error clears when none does.
+    standing: HashSet<String>,
+    printed: HashSet<String>,
     last_error: Option<String>,
-    printed_errors: HashSet<String>,
 }
 
 impl Watcher {
@@ -100,9 +107,9 @@ impl Watcher {
         let settle = settle.max(Duration::from_millis(10));
         let (tx, events) = mpsc::channel();
         let config = notify::Config::default().with_follow_symlinks(false);
-        let (notify, notify_error) = match RecommendedWatcher::new(tx.clone(), config) {
+        let (notify, no_events) = match RecommendedWatcher::new(tx.clone(), config) {
             Ok(w) => (Some(w), None),
-            Err(e) => (None, Some(e)),
+            Err(e) => (None, Some(e.to_string())),
         };
         let mut watcher = Watcher {
             roots: Vec::new(),
@@ -118,33 +125,20 @@ impl Watcher {
             ready_versions: HashMap::new(),
             yielded: HashMap::new(),
             next_walk: Instant::now(),
+            no_events,
+            unwatched: HashMap::new(),
+            standing: HashSet::new(),
+            printed: HashSet::new(),
             last_error: None,
-            printed_errors: HashSet::new(),
         };
-        if let Some(e) = notify_error {
-            watcher.report(IngestError::NoEvents(e.to_string()));
-        }
-        for path in inboxes {
-            // Events carry absolute paths; roots must match them.
-            let path = std::path::absolute(&path).unwrap_or(path);
-            if let Err(source) = fs::create_dir_all(&path) {
-                watcher.report(IngestError::CreateInbox {
-                    path: path.clone(),
-                    source,
-                });
-            }
+        let inboxes = inboxes.into_iter().map(|p| (p, true));
+        for (path, inbox) in inboxes.chain(usb_parent.map(|p| (p, false))) {
             watcher.roots.push(Root {
-                path,
-                inbox: true,
+                // Events carry absolute paths; roots must match them.
+                path: std::path::absolute(&path).unwrap_or(path),
+                inbox,
                 present: false,
-            });
-        }
-        if let Some(path) = usb_parent {
-            let path = std::path::absolute(&path).unwrap_or(path);
-            watcher.roots.push(Root {
-                path,
-                inbox: false,
-                present: false,
+                seen: false,
             });
         }
         watcher.walk_all();
@@ -220,7 +214,8 @@ impl Watcher {
         self.pending.len() + self.ready.len()
     }
 
-    /// The newest problem met while searching, as a message for the technician.
+    /// The newest problem that still stands (found by the latest walk, or by a file-change event
+    /// since), as a message for the technician; `None` once every problem has cleared.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.clone()
     }
@@ -228,15 +223,30 @@ impl Watcher {
     /// Walks every configured folder: finds new and changed files, new sticks and folders that
     /// came back, and forgets folders that are gone.
     fn walk_all(&mut self) {
+        self.standing.clear();
+        if let Some(reason) = self.no_events.clone() {
+            self.report(IngestError::NoEvents(reason));
+        }
         let mut found = HashSet::new();
         let mut mounts = BTreeSet::new();
         for i in 0..self.roots.len() {
             let path = self.roots[i].path.clone();
-            let present = fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
-            if self.roots[i].present && !present && self.roots[i].inbox {
-                self.report(IngestError::FolderVanished(path.clone()));
+            let is_dir = || fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false);
+            let mut present = is_dir();
+            if !present && self.roots[i].inbox {
+                if self.roots[i].seen {
+                    self.report(IngestError::FolderVanished(path.clone()));
+                } else if let Err(source) = fs::create_dir_all(&path) {
+                    self.report(IngestError::CreateInbox {
+                        path: path.clone(),
+                        source,
+                    });
+                } else {
+                    present = is_dir();
+                }
             }
             self.roots[i].present = present;
+            self.roots[i].seen |= present;
             if present {
                 self.walk(&path, &mut found, &mut mounts);
             }
@@ -250,11 +260,20 @@ impl Watcher {
             .collect();
         for path in gone {
             self.folders.remove(&path);
+            self.unwatched.remove(&path);
+            // Its files are forgotten too: if they come back, the journal knows them by content.
+            self.yielded
+                .retain(|p, _| p.parent() != Some(path.as_path()));
             if let Some(w) = self.notify.as_mut() {
                 let _ = w.unwatch(&path);
             }
         }
         self.mounts = mounts;
+        // A problem not met again has cleared: print it again if it comes back.
+        self.printed.retain(|m| self.standing.contains(m));
+        if self.standing.is_empty() {
+            self.last_error = None;
+        }
         self.next_walk = Instant::now() + self.poll_interval;
     }
 
@@ -318,9 +337,14 @@ impl Watcher {
 
     fn ensure_watched(&mut self, dir: &Path, id: (u64, u64)) {
         if self.folders.get(dir) == Some(&id) {
+            if let Some(reason) = self.unwatched.get(dir).cloned() {
+                let path = dir.to_path_buf();
+                self.report(IngestError::Watch { path, reason });
+            }
             return;
         }
         self.folders.insert(dir.to_path_buf(), id);
+        self.unwatched.remove(dir);
         if let Some(w) = self.notify.as_mut() {
             let error = match w.watch(dir, RecursiveMode::NonRecursive) {
                 Ok(()) => return,
@@ -341,6 +365,7 @@ impl Watcher {
                 }
                 _ => error.to_string(),
             };
+            self.unwatched.insert(dir.to_path_buf(), reason.clone());
             self.report(IngestError::Watch {
                 path: dir.to_path_buf(),
                 reason,
@@ -477,6 +502,8 @@ impl Watcher {
         self.ready.retain(|p| !p.starts_with(path));
         self.ready_versions.retain(|p, _| !p.starts_with(path));
         self.folders.retain(|p, _| !p.starts_with(path));
+        self.unwatched.retain(|p, _| !p.starts_with(path));
+        self.yielded.retain(|p, _| !p.starts_with(path));
     }
 
     /// Moves files unchanged for the settle time to the ready queue.
@@ -554,15 +581,13 @@ impl Watcher {
         }
     }
 
-    /// Keeps the newest problem for the status view and prints each distinct one once.
+    /// Keeps the newest problem for the status view; prints it when it starts to stand.
     fn report(&mut self, error: IngestError) {
         let message = error.to_string();
-        if self.printed_errors.len() >= MAX_REMEMBERED_ERRORS {
-            self.printed_errors.clear();
-        }
-        if self.printed_errors.insert(message.clone()) {
+        if self.printed.insert(message.clone()) {
             eprintln!("kneescreen: {message}");
         }
+        self.standing.insert(message.clone());
         self.last_error = Some(message);
     }
 }

@@ -8,18 +8,13 @@ use embedded_graphics::{
 
 use super::layout::{colour, ellipsize, Align, Area, Cut, Font, Screen};
 use super::{file_name, StatusInfo, Study};
-use crate::analysis::{Grading, Record};
+use crate::analysis::{Grading, Record, ReferReason};
 use crate::cam;
 
 type Drawn<D> = Result<(), <D as DrawTarget>::Error>;
 
 /// Short form of the notice every result carries, for panels too narrow for the whole sentence.
 const SCREENING_AID: &str = "Screening aid, not a diagnosis";
-/// The refer banner on one line where it fits, else on two.
-const REFER: [&str; 2] = [
-    "REFER: low confidence - clinician read needed",
-    "REFER\nlow confidence - clinician read needed",
-];
 const REJECTED: [&str; 1] = ["Not analysed: this file was rejected"];
 /// The grade's description gets at most this many lines, leaving room for warnings.
 const DESCRIPTION_LINES: usize = 3;
@@ -68,7 +63,11 @@ pub fn grade<D: DrawTarget<Color = Rgb565>>(
     rest.take_bottom(pad);
     probability_bars(s, &mut rest, g)?;
     if g.refer {
-        banner(s, &mut rest, Edge::Bottom, &REFER)?;
+        // On one line where it fits, else on two.
+        let reason = g.refer_reason.map_or("", ReferReason::label);
+        let one_line = format!("REFER: {reason} - clinician read needed");
+        let two_lines = format!("REFER\n{reason} - clinician read needed");
+        banner(s, &mut rest, Edge::Bottom, &[&one_line, &two_lines])?;
     }
 
     let description = &g.grade_description;

@@ -60,7 +60,12 @@ function gradeSummary(rec) {
       h('span', { class: 'badge ' + (rec.oa ? 'oa' : 'no-oa') },
         'OA: ' + (rec.oa ? 'yes' : 'no') + ' (' + pct(rec.oa_probability) + ')'),
       h('span', { class: 'badge' }, 'Confidence ' + pct(rec.confidence)),
-      rec.refer ? h('span', { class: 'badge refer' }, 'Refer: low confidence') : null));
+      rec.refer ? h('span', { class: 'badge refer' }, 'Refer: ' + referReason(rec)) : null));
+}
+
+// Why a record is referred, in the words the panel uses (src/analysis.rs, ReferReason::label).
+function referReason(rec) {
+  return rec.refer_reason === 'not_a_radiograph' ? 'not a greyscale radiograph' : 'low confidence';
 }
 
 function bars(probabilities, grade) {
