@@ -58,6 +58,8 @@ pub struct Shared {
     pub status: StatusInfo,
     pub watched: Vec<String>,
     pub watcher_error: Option<String>,
+    /// Set when the push-button's GPIO line stopped working (it stays dead until a restart).
+    pub button_error: Option<String>,
     pub watcher_pending: usize,
     /// Patient identity of recent DICOM studies by result stem, newest last; only filled when
     /// the configuration shows identity, and only ever held in memory.
@@ -179,7 +181,7 @@ where
                 let key = metadata_key(path);
                 if self.done_before(&key).is_none() {
                     let record = analysis::rejected(&source, None, &e.to_string());
-                    let stem = ingest::result_stem(path, &key);
+                    let stem = ingest::result_stem(path, key.trim_start_matches(UNREAD));
                     let rejected = Analysis::rejected(record);
                     let _ = self.finish(rejected, None, key, &source, stem, Some(path));
                 }
@@ -245,6 +247,7 @@ where
                 }
                 Err(AnalysisError::Model(e)) => {
                     self.journal.end();
+                    self.retry_later(path);
                     self.state.busy = None;
                     self.fail(format!("{source}: internal error: {e}"));
                     return Err(e.to_string());
@@ -301,10 +304,7 @@ where
             });
         if let Err(e) = written {
             let msg = format!("cannot write results for {source}: {e}");
-            if let Some(p) = path {
-                self.retries
-                    .push((Instant::now() + RETRY_AFTER, p.to_path_buf()));
-            }
+            self.retry_later(path);
             self.fail(msg.clone());
             return Err(msg);
         }
@@ -337,6 +337,15 @@ where
         Ok(record)
     }
 
+    /// An input file that could not be finished is tried again after `RETRY_AFTER` (uploads are
+    /// not: the console has told the client).
+    fn retry_later(&mut self, path: Option<&Path>) {
+        if let Some(p) = path {
+            self.retries
+                .push((Instant::now() + RETRY_AFTER, p.to_path_buf()));
+        }
+    }
+
     fn fail(&mut self, msg: String) {
         eprintln!("kneescreen: {msg}");
         self.error = Some(msg);
@@ -348,7 +357,9 @@ where
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         self.state.status.watched = shared.watched.clone();
         self.state.status.queue = shared.watcher_pending + self.retries.len();
-        self.state.status.last_error = self.error.clone().or(shared.watcher_error.clone());
+        self.state.status.last_error = (self.error.clone())
+            .or(shared.button_error.clone())
+            .or(shared.watcher_error.clone());
         drop(shared);
         self.state.status.free_disk_bytes = free_disk_bytes(&self.config.results);
     }
@@ -400,11 +411,12 @@ fn metadata_key(path: &Path) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    format!(
-        "unread-{}",
-        model::sha256_hex(format!("{}|{size}|{mtime}", path.display()).as_bytes())
-    )
+    let identity = format!("{}|{size}|{mtime}", path.display());
+    format!("{UNREAD}{}", model::sha256_hex(identity.as_bytes()))
 }
+
+/// Starts the journal key of a file that could not be read (the others are content hashes).
+const UNREAD: &str = "unread-";
 
 /// Free space on the filesystem holding `dir`.
 pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
@@ -567,17 +579,7 @@ impl Console for AppConsole {
 /// Starts the appliance with `config`: model, panel, watcher, button and web console, then the loop.
 pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     use anyhow::Context;
-    let models_dir = config
-        .models_dir
-        .clone()
-        .unwrap_or_else(model::default_models_dir);
-    let classifier = Classifier::load(&models_dir, &config.model).with_context(|| {
-        format!(
-            "loading model {:?} from {}",
-            config.model,
-            models_dir.display()
-        )
-    })?;
+    let classifier = model::load_classifier(config.models_dir.as_deref(), &config.model)?;
     std::fs::create_dir_all(&config.results)
         .with_context(|| format!("creating {}", config.results.display()))?;
     let shared = Arc::new(Mutex::new(Shared::default()));
@@ -586,12 +588,23 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     let _watcher = spawn_watcher(&config, tx.clone(), shared.clone());
     if let Some(line) = &config.button.line {
         let ms = Duration::from_millis;
-        crate::hw::spawn_gpio_button(
+        let button = crate::hw::spawn_gpio_button(
             line,
             ms(config.button.long_press_ms),
             ms(config.button.debounce_ms),
             tx.clone(),
         )?;
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            if let Ok(Err(e)) = button.join() {
+                let msg = format!("the push-button stopped working ({e}): use the web console's button and check the wiring; restart to try again");
+                eprintln!("kneescreen: {msg}");
+                shared
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .button_error = Some(msg);
+            }
+        });
     }
     let _keyboard = crate::hw::spawn_keyboard(tx.clone());
     let _web = match config.web.enabled {
@@ -628,7 +641,7 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     run_loop(&mut app, rx, exit_when_idle);
     anyhow::ensure!(
         app.retries.is_empty(),
-        "the results of {} input(s) could not be written; they are retried at the next start",
+        "{} input(s) could not be finished (see above); they are tried again at the next start",
         app.retries.len()
     );
     Ok(())

@@ -80,12 +80,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     fn load(&self) -> anyhow::Result<Classifier> {
-        let dir = self
-            .models_dir
-            .clone()
-            .unwrap_or_else(model::default_models_dir);
-        Classifier::load(&dir, &self.model)
-            .with_context(|| format!("loading model {:?} from {}", self.model, dir.display()))
+        model::load_classifier(self.models_dir.as_deref(), &self.model)
     }
 }
 
@@ -147,7 +142,20 @@ pub fn run(cli: Cli) -> ExitCode {
 
 const REJECTED: u8 = 2;
 
+/// Inputs are only ever read: true when `a` and `b` name the same existing file or folder.
+fn same_place(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 fn preprocess_cmd(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !same_place(input, output),
+        "{} is the input: write the output to another file",
+        output.display()
+    );
     let limits = Limits::default();
     let gray = results::read_input(input, limits.max_file_bytes)
         .map_err(|e| e.to_string())
@@ -171,6 +179,18 @@ fn analyze_cmd(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let limits = Limits::default();
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        // Result files named after an input could replace another input in the same folder.
+        if let Some(input) = args
+            .files
+            .iter()
+            .find(|f| same_place(f.parent().unwrap_or(Path::new(".")), out))
+        {
+            anyhow::bail!(
+                "--out {} holds the input {}: write the results into another folder",
+                out.display(),
+                input.display()
+            );
+        }
     }
     let mut records = Vec::new();
     let mut any_rejected = false;

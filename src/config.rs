@@ -193,8 +193,13 @@ impl Config {
                 self.web.listen
             ));
         }
-        if self.max_file_mb == 0 || self.web.max_upload_mb == 0 {
-            return bad("max_file_mb and web.max_upload_mb must be at least 1".into());
+        for (name, mb) in [
+            ("max_file_mb", self.max_file_mb),
+            ("web.max_upload_mb", self.web.max_upload_mb),
+        ] {
+            if !(1..=MAX_MB).contains(&mb) {
+                return bad(format!("{name} = {mb}: use 1 to {MAX_MB} (megabytes)"));
+            }
         }
         Ok(())
     }
@@ -219,6 +224,9 @@ fn absolute(p: &Path) -> PathBuf {
     }
     out
 }
+
+/// The largest file size limit accepted (a Pi has 1–8 GB of memory; a radiograph is far smaller).
+const MAX_MB: u64 = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -276,6 +284,23 @@ mod tests {
         let mut with_token = c;
         with_token.web.token = Some("2468".into());
         assert!(with_token.with_overrides(Overrides::default()).is_ok());
+    }
+
+    #[test]
+    fn size_limits_must_be_usable() {
+        for text in [
+            "max_file_mb = 0",
+            "max_file_mb = 4097",
+            "max_file_mb = 18446744073709551615",
+            "[web]\nmax_upload_mb = 0",
+            "[web]\nmax_upload_mb = 17592186044416",
+        ] {
+            let c = Config::parse(text).unwrap();
+            let e = c.with_overrides(Overrides::default()).unwrap_err();
+            assert!(e.to_string().contains("use 1 to 4096"), "{text}: {e}");
+        }
+        let c = Config::parse("max_file_mb = 4096\n[web]\nmax_upload_mb = 4096").unwrap();
+        assert!(c.with_overrides(Overrides::default()).is_ok());
     }
 
     #[test]

@@ -77,13 +77,11 @@ impl Default for Limits {
 pub enum DecodeError {
     #[error("the file is empty (0 bytes)")]
     Empty,
-    #[error("the file is {size} bytes, more than the limit of {max} bytes")]
+    #[error("the file is {}, more than the limit of {} for one image", megabytes(*size), megabytes(*max))]
     FileTooLarge { size: u64, max: u64 },
-    #[error("not a PNG or JPEG image (the file starts with {start})")]
-    NotAnImage { start: String },
-    /// No longer produced (DICOM is decoded); kept for callers that match on it.
-    #[error("DICOM files are not supported yet: export the image as PNG or JPEG")]
-    DicomNotSupported,
+    /// `what`: what the file looks like instead, or how it starts.
+    #[error("not a PNG, JPEG or DICOM image: {what}")]
+    NotAnImage { what: String },
     #[error(
         "DICOM {name} ({uid}) is not supported: export the image uncompressed or as JPEG baseline"
     )]
@@ -166,7 +164,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
         }
         None => {
             return Err(DecodeError::NotAnImage {
-                start: describe_start(bytes),
+                what: describe_foreign(bytes),
             })
         }
     };
@@ -209,14 +207,46 @@ pub(crate) fn check_size(
     Ok(())
 }
 
-/// The first few bytes, readable: quoted text if they are printable, hex otherwise.
-fn describe_start(bytes: &[u8]) -> String {
+/// What a file that is not PNG, JPEG or DICOM Part 10 looks like, with what to do about it, or
+/// else its first few bytes, readable (quoted text if printable, hex otherwise).
+fn describe_foreign(bytes: &[u8]) -> String {
+    const KNOWN: [(&[u8], &str); 9] = [
+        (b"II*\0", "a TIFF image"),
+        (b"MM\0*", "a TIFF image"),
+        (b"\0\0\0\x0cjP  ", "a JPEG 2000 image"),
+        (b"\xFF\x4F\xFF\x51", "a JPEG 2000 image"),
+        (b"GIF8", "a GIF image"),
+        (b"BM", "a BMP image"),
+        (b"%PDF", "a PDF document"),
+        (b"PK\x03\x04", "a ZIP archive (unpack it first)"),
+        // DICOM elements of group 0008 in little endian: a data set written without the Part 10
+        // header (old ACR-NEMA style, or a raw dump).
+        (
+            b"\x08\0",
+            "a DICOM data set without its file header (\"DICM\")",
+        ),
+    ];
+    if let Some((_, what)) = KNOWN.iter().find(|(magic, _)| bytes.starts_with(magic)) {
+        return format!("it looks like {what}; export the image as PNG, JPEG or DICOM");
+    }
+    if bytes.get(8..12) == Some(b"WEBP") && bytes.starts_with(b"RIFF") {
+        return "it looks like a WebP image; export the image as PNG, JPEG or DICOM".into();
+    }
     let head = &bytes[..bytes.len().min(8)];
-    if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+    let start = if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
         format!("\"{}\"", String::from_utf8_lossy(head))
     } else {
         let hex: Vec<String> = head.iter().map(|b| format!("{b:02X}")).collect();
         format!("bytes {}", hex.join(" "))
+    };
+    format!("the file starts with {start}")
+}
+
+/// A size in bytes for people: "3.0 MB", "512 KB".
+pub fn megabytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1 << 20)),
+        b => format!("{} KB", b.div_ceil(1024)),
     }
 }
 

@@ -138,6 +138,15 @@ impl Card {
     }
 }
 
+/// Loads the model `which` (a variant of the card, or an ONNX path) from `dir`, or from the
+/// folder `default_models_dir` finds when `dir` is `None`.
+pub fn load_classifier(dir: Option<&Path>, which: &str) -> anyhow::Result<Classifier> {
+    use anyhow::Context;
+    let dir = dir.map_or_else(default_models_dir, Path::to_path_buf);
+    Classifier::load(&dir, which)
+        .with_context(|| format!("loading model {which:?} from {}", dir.display()))
+}
+
 /// Where the models folder is: `$KNEESCREEN_MODELS`, next to the binary, `../share/kneescreen/models`
 /// from it, the working directory, then the source tree (for tests and `cargo run`).
 pub fn default_models_dir() -> PathBuf {

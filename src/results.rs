@@ -16,7 +16,7 @@ pub enum InputError {
     Missing,
     #[error("permission denied: the appliance may not read this file")]
     PermissionDenied,
-    #[error("the file is {size} bytes, more than the {limit}-byte limit for one image")]
+    #[error("the file is {}, more than the limit of {} for one image (max_file_mb in the configuration)", crate::decode::megabytes(*size), crate::decode::megabytes(*limit))]
     TooLarge { size: u64, limit: u64 },
     #[error("the file could not be read: {0}")]
     Io(std::io::Error),

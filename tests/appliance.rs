@@ -516,3 +516,43 @@ fn inputs_whose_records_were_cleared_away_are_graded_again() {
     }
     assert_eq!(fs::read(s.inbox.join("knee.png")).unwrap(), knee);
 }
+
+#[test]
+fn a_file_over_the_size_limit_is_rejected_unread_under_a_name_of_its_own() {
+    let s = setup();
+    let config = fs::read_to_string(&s.config).unwrap();
+    fs::write(&s.config, format!("max_file_mb = 1\n{config}")).unwrap();
+    let input = s.inbox.join("scan.png");
+    fs::write(&input, vec![0u8; 3 << 20]).unwrap();
+    run_until_idle(&s);
+    let rs = &records(&s.results)[&input.display().to_string()];
+    assert_eq!(rs[0]["status"], "rejected");
+    assert!(
+        rs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more than the limit of 1.0 MB"),
+        "{rs:?}"
+    );
+    // Not read, so keyed by what is known of it: path, size and modification time.
+    let meta = fs::metadata(&input).unwrap();
+    let mtime = meta
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH);
+    let identity = format!(
+        "{}|{}|{}",
+        input.display(),
+        meta.len(),
+        mtime.unwrap().as_secs()
+    );
+    let hash = kneescreen::model::sha256_hex(identity.as_bytes());
+    let stem = format!("scan-{}", &hash[..8]);
+    assert!(s.results.join(format!("{stem}.json")).is_file(), "{stem}");
+    run_until_idle(&s);
+    assert_eq!(
+        journal_lines(&s.results),
+        1,
+        "not done again after a restart"
+    );
+}

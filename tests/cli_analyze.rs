@@ -249,3 +249,37 @@ fn bench_reports_every_model_and_its_passes() {
         }
     }
 }
+
+#[test]
+fn outputs_never_replace_an_input() {
+    let dir = temp_dir();
+    let input = dir.path().join("knee.png");
+    write_png(&input, &synthetic_knee(224, 224, 9));
+    let original = fs::read(&input).unwrap();
+    // `analyze --out` into the inputs' folder: knee.png's results could replace knee.input.png.
+    let other = dir.path().join("knee.input.png");
+    write_png(&other, &synthetic_knee(224, 224, 10));
+    let before_other = fs::read(&other).unwrap();
+    let out = kneescreen()
+        .args(["analyze", "--out"])
+        .arg(dir.path())
+        .args([&input, &other])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another folder"), "{}", stderr(&out));
+    let out = kneescreen()
+        .args(["preprocess"])
+        .args([&input, &dir.path().join(".").join("knee.png")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is the input"), "{}", stderr(&out));
+    assert_eq!(fs::read(&input).unwrap(), original);
+    assert_eq!(fs::read(&other).unwrap(), before_other);
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "nothing written"
+    );
+}

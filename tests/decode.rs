@@ -115,6 +115,35 @@ fn text_file_named_png_is_refused() {
 }
 
 #[test]
+fn common_other_formats_are_named_with_what_to_do() {
+    for (start, name) in [
+        (&b"II*\0\x08\0\0\0"[..], "TIFF"),
+        (b"MM\0*\0\0\0\x08", "TIFF"),
+        (b"%PDF-1.7\n", "PDF"),
+        (b"PK\x03\x04\x14\0", "ZIP"),
+        (b"BM\x36\x10\x0e\0", "BMP"),
+        (b"GIF89a\x01\0", "GIF"),
+        (b"RIFF\x24\0\0\0WEBPVP8 ", "WebP"),
+        (b"\0\0\0\x0cjP  \r\n", "JPEG 2000"),
+        (
+            b"\x08\0\x05\0CS\x0a\0",
+            "DICOM data set without its file header",
+        ),
+    ] {
+        let err = decode(start).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::NotAnImage { .. }),
+            "{name}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(name) && text.contains("export the image"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn truncated_png_is_refused() {
     let bytes = fixture("rgb_256x240.png");
     let err = decode(&bytes[..bytes.len() / 2]).unwrap_err();

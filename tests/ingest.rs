@@ -213,11 +213,14 @@ fn files_present_at_start_are_found_in_nested_folders_and_left_untouched() {
         &inbox.join("System Volume Information/IndexerVolumeGuid"),
         b"skip me",
     );
-    // Symbolic links to folders (here: loops) are not followed; a link to a file is an input.
+    // Symbolic links to folders (here: loops) are not followed; a link to a file in the inbox
+    // is an input, one leading out of it (to a configuration file, say) is not.
     write(&dir.path().join("outside.png"), b"linked");
     symlink(&inbox, inbox.join("loop")).expect("symlink");
     symlink("..", inbox.join("study/up")).expect("symlink");
-    symlink(dir.path().join("outside.png"), inbox.join("link.png")).expect("symlink");
+    symlink("study/series/deep/b.dcm", inbox.join("link.png")).expect("symlink");
+    symlink(dir.path().join("outside.png"), inbox.join("out.png")).expect("symlink");
+    symlink("/etc/hostname", inbox.join("hostname.png")).expect("symlink");
     let before = snapshot(dir.path());
 
     let mut watcher = Watcher::new(vec![inbox.clone()], None, SETTLE);

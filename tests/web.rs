@@ -115,7 +115,7 @@ impl Console for Fake {
             Record {
                 file: client_name.to_string(),
                 status: Status::Rejected,
-                reason: Some("not a PNG or JPEG image".into()),
+                reason: Some("not a PNG, JPEG or DICOM image".into()),
                 input_sha256: Some(sha.clone()),
                 result: None,
             }
@@ -216,7 +216,7 @@ fn bad_file_is_a_rejected_record_with_200() {
     assert_eq!(r.status, 200, "{}", r.text());
     let rec = r.json();
     assert_eq!(rec["status"], "rejected");
-    assert_eq!(rec["reason"], "not a PNG or JPEG image");
+    assert_eq!(rec["reason"], "not a PNG, JPEG or DICOM image");
     assert!(rec.get("grade").is_none());
     assert_eq!(fake.uploads.lock().unwrap().len(), 1);
 }
@@ -351,7 +351,10 @@ fn oversized_upload_is_413_before_the_body_is_read() {
     let (r, _) = parse_response(&buf);
     assert_eq!(r.status, 413);
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(r.json()["error"].as_str().unwrap().contains("4096"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("upload limit of 4 KB"));
     assert_eq!(r.header("Connection"), Some("close"));
 
     // A body within the framing allowance whose file is over the limit: 413 too.

@@ -38,7 +38,8 @@ pub enum Outcome {
 /// One journal line: `{"sha256","source","stem","status","time"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// SHA-256 of the input's bytes, lowercase hex: the key.
+    /// The key: SHA-256 of the input's bytes, lowercase hex (for a file that could not be read,
+    /// `unread-` and the SHA-256 of its path, size and modification time).
     pub sha256: String,
     /// Where the input was first found (its path, or a note such as an upload's name).
     pub source: String,

@@ -322,9 +322,12 @@ impl Watcher {
                         stack.push((entry.path(), depth + 1, Some(id.0)));
                     }
                 } else if (kind.is_file() || kind.is_symlink()) && !is_ignored_file(&name) {
-                    // `metadata` follows a link: a link to a file is an input, one to a folder is
-                    // skipped (links can form loops).
+                    // `metadata` follows a link: a link to a file under the same root is an
+                    // input, one to a folder is skipped (links can form loops).
                     let path = entry.path();
+                    if kind.is_symlink() && !links_within(&path, top) {
+                        continue;
+                    }
                     if let Ok(meta) = fs::metadata(&path) {
                         if meta.is_file() {
                             self.observe(path, Version::of(&meta));
@@ -459,19 +462,22 @@ impl Watcher {
     /// Metadata of an event's path, unless it lies outside the roots or is hidden or temporary.
     fn visible_metadata(&self, path: &Path) -> std::io::Result<Metadata> {
         let hidden = || std::io::Error::from(std::io::ErrorKind::NotFound);
-        let rel = self
+        let (root, rel) = self
             .roots
             .iter()
-            .find_map(|r| path.strip_prefix(&r.path).ok())
+            .find_map(|r| Some((&r.path, path.strip_prefix(&r.path).ok()?)))
             .ok_or_else(hidden)?;
         let mut parts: Vec<_> = rel.iter().collect();
         let last = parts.pop().ok_or_else(hidden)?;
         if parts.iter().any(|p| is_ignored_folder(p)) || parts.len() >= MAX_DEPTH {
             return Err(hidden());
         }
-        // Links to folders are not followed (loops); links to files are inputs.
+        // Links to folders are not followed (loops); links to files under the same root are inputs.
         let link = fs::symlink_metadata(path)?;
         let is_link = link.file_type().is_symlink();
+        if is_link && !links_within(path, root) {
+            return Err(hidden());
+        }
         let meta = if is_link { fs::metadata(path)? } else { link };
         let ignored = if meta.is_dir() {
             is_link || is_ignored_folder(last)
@@ -589,5 +595,15 @@ impl Watcher {
         }
         self.standing.insert(message.clone());
         self.last_error = Some(message);
+    }
+}
+
+/// Whether the symbolic link `link` leads to a place under `root`: a link out of the inbox or off
+/// the stick (to a configuration file, say) is not an input, or its hash and first bytes would
+/// end up in a result record.
+fn links_within(link: &Path, root: &Path) -> bool {
+    match (fs::canonicalize(link), fs::canonicalize(root)) {
+        (Ok(target), Ok(root)) => target.starts_with(root),
+        _ => false,
     }
 }
