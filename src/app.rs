@@ -30,6 +30,9 @@ const STOPPED_ON_IT: &str = "the appliance stopped while analysing this file, tw
 /// The loop wakes at least this often (systemd watchdog, retries, free-disk figure).
 const TICK: Duration = Duration::from_secs(1);
 
+/// An input done: its result stem and record; or why it could not be finished.
+type Done = Result<(String, Record), String>;
+
 /// Something the appliance must react to.
 pub enum Event {
     /// A complete file appeared in an inbox or on a USB stick.
@@ -38,7 +41,7 @@ pub enum Event {
     Upload {
         bytes: Vec<u8>,
         name: String,
-        reply: Sender<Result<Record, String>>,
+        reply: Sender<Done>,
     },
     Button(ButtonEvent),
     /// The watcher has nothing pending (used by `--exit-when-idle`).
@@ -196,7 +199,7 @@ where
         let _ = self.analyse(&bytes, &source, stem, sha, Some(path));
     }
 
-    fn process_upload(&mut self, bytes: Vec<u8>, name: &str) -> Result<Record, String> {
+    fn process_upload(&mut self, bytes: Vec<u8>, name: &str) -> Done {
         let sha = model::sha256_hex(&bytes);
         let source = format!("upload: {name}"); // the console has sanitised the client's name
         if let Some((stem, record)) = self.done_before(&sha) {
@@ -204,7 +207,7 @@ where
             if let Some(p) = self.patient_of(&bytes, &record) {
                 self.remember_patient(&stem, &p);
             }
-            return Ok(record);
+            return Ok((stem, record));
         }
         let stem = ingest::result_stem(Path::new(name), &sha);
         // Keep the uploaded bytes: the study must stay reproducible, and nothing else holds them.
@@ -230,7 +233,7 @@ where
         stem: String,
         key: String,
         path: Option<&Path>,
-    ) -> Result<Record, String> {
+    ) -> Done {
         self.state.busy = Some(source.rsplit('/').next().unwrap_or(source).to_string());
         self.show();
         let stopped_before = self.journal.begin(&key, source).unwrap_or_else(|e| {
@@ -291,7 +294,7 @@ where
         source: &str,
         stem: String,
         path: Option<&Path>,
-    ) -> Result<Record, String> {
+    ) -> Done {
         self.state.busy = None;
         let written =
             results::write_analysis(&self.config.results, &stem, &analysis).and_then(|_| {
@@ -334,7 +337,7 @@ where
         self.state.study = self.history.back().cloned();
         self.state.view = View::Grade;
         self.show();
-        Ok(record)
+        Ok((stem, record))
     }
 
     /// An input file that could not be finished is tried again after `RETRY_AFTER` (uploads are
@@ -500,7 +503,11 @@ impl AppConsole {
 }
 
 impl Console for AppConsole {
-    fn analyze_upload(&self, bytes: Vec<u8>, client_name: &str) -> Result<Record, String> {
+    fn analyze_upload(
+        &self,
+        bytes: Vec<u8>,
+        client_name: &str,
+    ) -> Result<(String, Record), String> {
         let (reply, answer) = mpsc::channel();
         if !self.send(Event::Upload {
             bytes,

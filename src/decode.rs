@@ -180,10 +180,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
 /// `cv2.IMREAD_GRAYSCALE` semantics (see the module documentation), DICOM with the mapping
 /// documented in `crate::dicom`. Never panics on bad input.
 pub fn decode_gray(bytes: &[u8], limits: &Limits) -> Result<GrayImage, DecodeError> {
-    match sniff(bytes) {
-        Some(Format::Dicom) => dicom::decode_dicom(bytes, limits).map(|d| d.gray),
-        _ => decode(bytes, limits).map(|d| d.gray),
-    }
+    decode(bytes, limits).map(|d| d.gray)
 }
 
 pub(crate) fn check_size(

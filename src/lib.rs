@@ -15,7 +15,7 @@ pub mod hw; // panels (virtual; SPI and framebuffer on the Pi), button events
 pub mod ingest; // inbox/USB watching, complete-file detection, journal of what was done
 pub mod metrics; // accuracy, QWK, MAE, binary figures, confusion matrix
 pub mod model; // model card, tract inference
-pub mod preprocess; // the seed's preprocessing, OpenCV-compatible
+pub mod preprocess; // the preprocessing contract (crop60-eqhist-v1), OpenCV-compatible
 pub mod results; // safe input reading, atomic result writing
 pub mod ui; // the panel's views, drawn on any DrawTarget
 pub mod web; // the web console: pages, JSON API, panel mirror, virtual button

@@ -63,7 +63,7 @@ impl From<TractError> for ModelError {
     }
 }
 
-/// One grade as the card describes it (the seed's grade descriptions).
+/// One grade as the card describes it: name and Kellgren–Lawrence description.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GradeInfo {
     pub grade: u8,

@@ -96,7 +96,11 @@ fn ok_record(file: &str, sha: &str) -> Record {
 }
 
 impl Console for Fake {
-    fn analyze_upload(&self, bytes: Vec<u8>, client_name: &str) -> Result<Record, String> {
+    fn analyze_upload(
+        &self,
+        bytes: Vec<u8>,
+        client_name: &str,
+    ) -> Result<(String, Record), String> {
         self.uploads
             .lock()
             .unwrap()
@@ -122,8 +126,8 @@ impl Console for Fake {
         };
         let mut stored = self.stored.lock().unwrap();
         let stem = format!("upload-{}", stored.len());
-        stored.insert(0, (stem, record.clone()));
-        Ok(record)
+        stored.insert(0, (stem.clone(), record.clone()));
+        Ok((stem, record))
     }
 
     fn recent(&self, limit: usize) -> Vec<(String, Record)> {

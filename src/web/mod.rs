@@ -54,8 +54,10 @@ pub enum ResultFile {
 /// What the console needs from the appliance.
 pub trait Console: Send + Sync + 'static {
     /// Analyses an uploaded file through the same queue as files from USB; blocks until done.
-    /// `Err` is an internal failure (the model), not a bad image (that is a rejected record).
-    fn analyze_upload(&self, bytes: Vec<u8>, client_name: &str) -> Result<Record, String>;
+    /// Returns the study's stem (its files in the results folder) and its record. `Err` is an
+    /// internal failure (the model), not a bad image (that is a rejected record).
+    fn analyze_upload(&self, bytes: Vec<u8>, client_name: &str)
+        -> Result<(String, Record), String>;
     /// The newest `limit` studies in the results folder, newest first, with their stems.
     fn recent(&self, limit: usize) -> Vec<(String, Record)>;
     /// One file of a study; `stem` has already been validated.
@@ -482,14 +484,9 @@ impl Site {
         };
         let name = multipart::sanitize_name(file.filename.as_deref());
         match self.console.analyze_upload(file.bytes, &name) {
-            Ok(record) => {
-                let mut r = json_response(&record);
-                if let Some(stem) = self.stem_of(&record) {
-                    // Where the stored copy of this record lives (and so the study's name).
-                    r = r.with_header("Content-Location", format!("/api/results/{stem}.json"));
-                }
-                r
-            }
+            // Where the stored copy of this record lives (and so the study's name).
+            Ok((stem, record)) => json_response(&record)
+                .with_header("Content-Location", format!("/api/results/{stem}.json")),
             Err(e) => error(500, &format!("the analysis failed: {e}")),
         }
     }
@@ -501,17 +498,6 @@ impl Site {
             })
             .ok()
             .map(|_| UploadSlot(&self.uploads))
-    }
-
-    /// The stem the appliance stored `record` under: the newest study with the same content.
-    fn stem_of(&self, record: &Record) -> Option<String> {
-        let sha = record.input_sha256.as_deref()?;
-        self.console
-            .recent(32)
-            .into_iter()
-            .find(|(_, r)| r.input_sha256.as_deref() == Some(sha))
-            .map(|(stem, _)| stem)
-            .filter(|stem| valid_stem(stem).is_ok())
     }
 
     fn results(&self, req: &Request) -> Response {
