@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::decode::Limits;
 use crate::dicom::{self, PatientIdentity};
 use crate::hw::{ButtonEvent, Panel};
-use crate::ingest::{self, Entry, Journal, Outcome, Watcher};
+use crate::ingest::{self, Entry, Journal, Watcher};
 use crate::model::{self, Classifier};
 use crate::results::{self, InputError};
 use crate::ui::{self, StatusInfo, Study, View, ViewState};
@@ -106,7 +106,7 @@ where
         state.status.processed = journal.len() as u64;
         state.status.rejected = journal
             .iter()
-            .filter(|e| e.status == Outcome::Rejected)
+            .filter(|e| e.status == analysis::Status::Rejected)
             .count() as u64;
         let mut app = App {
             config,
@@ -302,7 +302,7 @@ where
                     key,
                     source.to_string(),
                     stem.clone(),
-                    outcome(&analysis.record),
+                    analysis.record.status,
                 ))
             });
         if let Err(e) = written {
@@ -388,13 +388,6 @@ where
         let Ok(()) = ui::render(&mut frame, &self.state);
         let _ = frame.flush();
         frame.png()
-    }
-}
-
-fn outcome(record: &Record) -> Outcome {
-    match record.status {
-        analysis::Status::Ok => Outcome::Ok,
-        analysis::Status::Rejected => Outcome::Rejected,
     }
 }
 

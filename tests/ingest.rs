@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use kneescreen::ingest::{result_stem, Entry, Journal, Outcome, Watcher, JOURNAL_FILE};
+use kneescreen::analysis::Status;
+use kneescreen::ingest::{result_stem, Entry, Journal, Watcher, JOURNAL_FILE};
 
 const SETTLE: Duration = Duration::from_millis(200);
 /// Long enough for every file in a test to settle and be yielded; tests stop as soon as they can.
@@ -68,7 +69,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
     all
 }
 
-fn entry(sha: &str, source: &str, status: Outcome) -> Entry {
+fn entry(sha: &str, source: &str, status: Status) -> Entry {
     Entry::new(sha, source, result_stem(Path::new(source), sha), status)
 }
 
@@ -79,10 +80,10 @@ fn journal_appends_and_reopens() {
     let mut journal = Journal::open(&results).expect("open");
     assert!(journal.is_empty());
     journal
-        .append(entry("aa11", "/inbox/a.png", Outcome::Ok))
+        .append(entry("aa11", "/inbox/a.png", Status::Ok))
         .expect("append");
     journal
-        .append(entry("bb22", "/media/stick/b.dcm", Outcome::Rejected))
+        .append(entry("bb22", "/media/stick/b.dcm", Status::Rejected))
         .expect("append");
     assert_eq!(journal.len(), 2);
     drop(journal);
@@ -90,9 +91,9 @@ fn journal_appends_and_reopens() {
     let journal = Journal::open(&results).expect("reopen");
     assert_eq!(journal.len(), 2);
     let a = journal.get("aa11").expect("a is remembered");
-    assert_eq!((a.source.as_str(), a.status), ("/inbox/a.png", Outcome::Ok));
+    assert_eq!((a.source.as_str(), a.status), ("/inbox/a.png", Status::Ok));
     assert_eq!(a.stem, "a-aa11");
-    assert_eq!(journal.get("bb22").expect("b").status, Outcome::Rejected);
+    assert_eq!(journal.get("bb22").expect("b").status, Status::Rejected);
     assert!(journal.get("cc33").is_none());
 
     let text = fs::read_to_string(results.join(JOURNAL_FILE)).expect("journal text");
@@ -111,7 +112,7 @@ fn journal_appends_and_reopens() {
 #[test]
 fn journal_ignores_a_torn_last_line_and_appends_on_a_new_line() {
     let dir = temp();
-    let good = serde_json::to_string(&entry("aa11", "/inbox/a.png", Outcome::Ok)).expect("json");
+    let good = serde_json::to_string(&entry("aa11", "/inbox/a.png", Status::Ok)).expect("json");
     // A damaged line in the middle and a line torn by a power cut at the end.
     let text = format!("{good}\nnot json at all\n{{\"sha256\":\"bb22\",\"sour");
     fs::write(dir.path().join(JOURNAL_FILE), text).expect("write journal");
@@ -124,7 +125,7 @@ fn journal_ignores_a_torn_last_line_and_appends_on_a_new_line() {
         "the torn input is done again"
     );
     journal
-        .append(entry("bb22", "/inbox/b.png", Outcome::Ok))
+        .append(entry("bb22", "/inbox/b.png", Status::Ok))
         .expect("append");
     drop(journal);
 
@@ -143,7 +144,7 @@ fn journal_is_keyed_by_content_not_name() {
     let dir = temp();
     let mut journal = Journal::open(dir.path()).expect("open");
     journal
-        .append(entry("aa11", "/inbox/knee.png", Outcome::Ok))
+        .append(entry("aa11", "/inbox/knee.png", Status::Ok))
         .expect("append");
     // The same bytes on a stick under another name: found by hash, so not done again.
     let seen = journal.get("aa11").expect("known content");

@@ -11,6 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::Status;
+
 /// The journal's file name inside the results folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// The name of the note of the input being analysed, inside the results folder.
@@ -27,14 +29,6 @@ struct InProgress {
     attempts: u32,
 }
 
-/// How an input ended: analysed, or rejected with a reason (in its result record).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    Ok,
-    Rejected,
-}
-
 /// One journal line: `{"sha256","source","stem","status","time"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -45,7 +39,7 @@ pub struct Entry {
     pub source: String,
     /// Stem of its files in the results folder (`<stem>.json`, …).
     pub stem: String,
-    pub status: Outcome,
+    pub status: Status,
     /// When it was done, in whole seconds since 1970-01-01 UTC (Unix time): no calendar code
     /// needed, and it sorts and compares as a number.
     pub time: u64,
@@ -57,7 +51,7 @@ impl Entry {
         sha256: impl Into<String>,
         source: impl Into<String>,
         stem: impl Into<String>,
-        status: Outcome,
+        status: Status,
     ) -> Entry {
         let time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
