@@ -275,7 +275,7 @@ where
 
     /// Keeps a study's patient for the console: in memory only, for the last `HISTORY` studies.
     fn remember_patient(&self, stem: &str, patient: &PatientIdentity) {
-        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = lock(&self.shared);
         shared
             .patients
             .push_back((stem.to_string(), patient.clone()));
@@ -357,7 +357,7 @@ where
     }
 
     fn refresh_status(&mut self) {
-        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = lock(&self.shared);
         self.state.status.watched = shared.watched.clone();
         self.state.status.queue = shared.watcher_pending + self.retries.len();
         self.state.status.last_error = (self.error.clone())
@@ -376,7 +376,7 @@ where
         if let Err(e) = self.panel.flush() {
             eprintln!("kneescreen: the display did not take the frame: {e:#}");
         }
-        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = lock(&self.shared);
         shared.status = self.state.status.clone();
         shared.panel_png = self.panel.frame_png().unwrap_or_else(|| self.mirror_png());
     }
@@ -414,6 +414,12 @@ fn metadata_key(path: &Path) -> String {
 /// Starts the journal key of a file that could not be read (the others are content hashes).
 const UNREAD: &str = "unread-";
 
+/// The data behind `mutex`, also after a thread panicked while holding it (the appliance goes on
+/// with what is there rather than stopping).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Free space on the filesystem holding `dir`.
 pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
@@ -440,7 +446,7 @@ pub fn spawn_watcher(
         // Files present at start are only yielded after `settle`: wait longer than that before calling it idle.
         let next = watcher.next(settle * 2 + Duration::from_millis(500));
         {
-            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let mut s = lock(&shared);
             s.watched = watcher.watched();
             s.watcher_error = watcher.last_error();
             s.watcher_pending = watcher.pending();
@@ -487,11 +493,7 @@ struct AppConsole {
 
 impl AppConsole {
     fn send(&self, event: Event) -> bool {
-        self.tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(event)
-            .is_ok()
+        lock(&self.tx).send(event).is_ok()
     }
 }
 
@@ -544,17 +546,13 @@ impl Console for AppConsole {
     }
 
     fn patient(&self, stem: &str) -> Option<PatientIdentity> {
-        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = lock(&self.shared);
         let found = shared.patients.iter().rev().find(|(s, _)| s == stem);
         found.map(|(_, p)| p.clone())
     }
 
     fn panel_png(&self) -> Vec<u8> {
-        self.shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .panel_png
-            .clone()
+        lock(&self.shared).panel_png.clone()
     }
 
     fn press(&self, event: ButtonEvent) {
@@ -562,17 +560,7 @@ impl Console for AppConsole {
     }
 
     fn status(&self) -> serde_json::Value {
-        let s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let st = &s.status;
-        serde_json::json!({
-            "model": st.model,
-            "queue": st.queue,
-            "watched": st.watched,
-            "last_error": st.last_error,
-            "free_disk_bytes": st.free_disk_bytes,
-            "processed": st.processed,
-            "rejected": st.rejected,
-        })
+        serde_json::to_value(&lock(&self.shared).status).unwrap_or_default()
     }
 }
 
@@ -599,10 +587,7 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
             if let Ok(Err(e)) = button.join() {
                 let msg = format!("the push-button stopped working ({e}): use the web console's button and check the wiring; restart to try again");
                 eprintln!("kneescreen: {msg}");
-                shared
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .button_error = Some(msg);
+                lock(&shared).button_error = Some(msg);
             }
         });
     }

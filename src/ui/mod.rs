@@ -68,8 +68,8 @@ impl From<Analysis> for Study {
     }
 }
 
-/// What the status view reports about the appliance.
-#[derive(Debug, Clone, Default)]
+/// What the status view reports about the appliance (and the console's `/api/status`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StatusInfo {
     /// Model name and variant, e.g. "kneekl-mnv2 int8".
     pub model: String,
@@ -77,7 +77,7 @@ pub struct StatusInfo {
     pub queue: usize,
     /// Folders and USB mounts being watched.
     pub watched: Vec<String>,
-    /// The last error, in words a technician understands; shown until the app clears it.
+    /// The newest problem that still stands, in words a technician understands.
     pub last_error: Option<String>,
     /// Free space in the results folder; `None` when it cannot be read.
     pub free_disk_bytes: Option<u64>,
