@@ -209,11 +209,10 @@ pub fn analyze(
         confidence,
         refer: refer_reason.is_some(),
         refer_reason,
-        warnings: decoded
-            .warnings
-            .into_iter()
-            .chain(warnings(&gray))
-            .collect(),
+        warnings: {
+            let shape = warnings(&gray, decoded.dicom.as_ref());
+            decoded.warnings.into_iter().chain(shape).collect()
+        },
         cam_grid: grid
             .values()
             .chunks(grid.width())
@@ -280,7 +279,7 @@ pub fn rejected(name: &str, bytes: Option<&[u8]>, reason: &str) -> Record {
 }
 
 /// Things a technician should know about how this image fits what the model was trained on.
-fn warnings(gray: &GrayImage) -> Vec<String> {
+fn warnings(gray: &GrayImage, dicom: Option<&crate::dicom::DicomInfo>) -> Vec<String> {
     let (w, h) = gray.dimensions();
     let mut out = Vec::new();
     if w < INPUT_SIZE || h < INPUT_SIZE {
@@ -289,7 +288,9 @@ fn warnings(gray: &GrayImage) -> Vec<String> {
         ));
     }
     let aspect = w as f32 / h as f32;
-    if !(0.8..=1.25).contains(&aspect) {
+    // A DICOM whose pixel spacing shows more than one knee has said so already, and better.
+    let said = dicom.is_some_and(|d| crate::dicom::more_than_one_knee(d).is_some());
+    if !(0.8..=1.25).contains(&aspect) && !said {
         out.push(format!(
             "image is {w}×{h}, not square: the model was trained on square single-knee joint crops, \
              so a full or bilateral radiograph may be graded unreliably"

@@ -361,7 +361,7 @@ fn not_a_radiograph(info: &DicomInfo) -> Option<String> {
 const SINGLE_KNEE_MAX_MM: f64 = 200.0;
 
 /// A warning when the pixel spacing shows the image covers more than one knee joint.
-fn more_than_one_knee(info: &DicomInfo) -> Option<String> {
+pub(crate) fn more_than_one_knee(info: &DicomInfo) -> Option<String> {
     let [row_mm, column_mm] = info.pixel_spacing_mm?;
     let (width, height) = (
         f64::from(info.columns) * column_mm,

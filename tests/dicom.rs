@@ -1261,4 +1261,34 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
         grading(&dicom_writer::write(&sixteen, &stored)).grade,
         reference.grade
     );
+
+    // Two knees side by side at 1 mm per pixel: as PNG only the shape shows it; as DICOM the
+    // physical size says it, once.
+    let both = image::GrayImage::from_fn(2 * u32::from(w), u32::from(h), |x, y| {
+        *gray.get_pixel(x % u32::from(w), y)
+    });
+    let mut both_png = Vec::new();
+    both.write_to(
+        &mut std::io::Cursor::new(&mut both_png),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    let about_shape = |g: &kneescreen::analysis::Grading| {
+        let says = |part: &str| g.warnings.iter().filter(|w| w.contains(part)).count();
+        (
+            says("not square"),
+            says("cm: the model was trained on single-knee"),
+        )
+    };
+    assert_eq!(about_shape(&grading(&both_png)), (1, 0));
+    let wide = Spec {
+        columns: 2 * w,
+        pixel_spacing: Some([1.0, 1.0]),
+        ..eight
+    };
+    let pixels: Vec<i32> = both.as_raw().iter().map(|&v| i32::from(v)).collect();
+    assert_eq!(
+        about_shape(&grading(&dicom_writer::write(&wide, &pixels))),
+        (0, 1)
+    );
 }
