@@ -12,6 +12,8 @@ use crate::analysis::{Analysis, Record};
 pub enum InputError {
     #[error("it is a directory, not an image file")]
     Directory,
+    #[error("it is not a regular file (a pipe or a device), not an image file")]
+    NotAFile,
     #[error("the file does not exist (removed, or the USB stick was pulled?)")]
     Missing,
     #[error("permission denied: the appliance may not read this file")]
@@ -32,11 +34,21 @@ impl From<std::io::Error> for InputError {
     }
 }
 
-/// Reads a whole input file, refusing directories and anything over `limit` bytes before reading.
+/// Reads a whole input file, refusing directories, pipes, devices and anything over `limit` bytes
+/// before reading.
 pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
-    let meta = fs::metadata(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that opening a pipe returns at once; the checks are on what was opened.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
     if meta.is_dir() {
         return Err(InputError::Directory);
+    }
+    if !meta.is_file() {
+        return Err(InputError::NotAFile);
     }
     if meta.len() > limit {
         return Err(InputError::TooLarge {
@@ -44,7 +56,6 @@ pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
             limit,
         });
     }
-    let file = fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // The file may grow while we read it: never read past the limit.
     file.take(limit + 1).read_to_end(&mut bytes)?;

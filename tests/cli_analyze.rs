@@ -113,6 +113,11 @@ fn bad_inputs_are_rejected_clearly_and_left_untouched() {
     fs::create_dir(&folder).unwrap();
     paths.push(folder);
     paths.push(d.join("missing.png"));
+    // A pipe (nothing ever writes to it): refused at once, not waited on.
+    let pipe = d.join("pipe.png");
+    let made = std::process::Command::new("mkfifo").arg(&pipe).status();
+    assert!(made.unwrap().success(), "mkfifo");
+    paths.push(pipe);
 
     for path in &paths {
         let before = path.is_file().then(|| sha256(path));
