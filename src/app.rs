@@ -141,15 +141,23 @@ where
     /// Periodic work: retries that are due, and fresh status figures.
     pub fn tick(&mut self) {
         let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = self.retries.drain(..).partition(|(at, _)| *at <= now);
-        self.retries = later;
-        for (_, path) in due {
+        let had_retries = !self.retries.is_empty();
+        // One at a time, so the others still count as waiting while one is done; one that fails
+        // again goes to the back with a later time.
+        while let Some(i) = self.retries.iter().position(|(at, _)| *at <= now) {
+            let (_, path) = self.retries.remove(i);
             self.process_file(&path);
+        }
+        if had_retries && self.retries.is_empty() {
+            // Every input the error held up is done, gone or graded under another name.
+            self.error = None;
         }
         let before = self.state.status.clone();
         self.refresh_status();
         if status_changed(&before, &self.state.status) && self.state.view == View::Status {
             self.show();
+        } else {
+            lock(&self.shared).status = self.state.status.clone(); // the console reads it
         }
     }
 
@@ -249,7 +257,7 @@ where
                     Analysis::rejected(analysis::rejected(source, Some(bytes), &e.to_string()))
                 }
                 Err(AnalysisError::Model(e)) => {
-                    self.journal.end();
+                    self.journal.end(&key, false);
                     self.retry_later(path);
                     self.state.busy = None;
                     self.fail(format!("{source}: internal error: {e}"));
@@ -258,8 +266,8 @@ where
             }
         };
         let patient = self.patient_of(bytes, &analysis.record);
-        let finished = self.finish(analysis, patient, key, source, stem, path);
-        self.journal.end();
+        let finished = self.finish(analysis, patient, key.clone(), source, stem, path);
+        self.journal.end(&key, finished.is_ok());
         finished
     }
 
@@ -321,6 +329,7 @@ where
         self.state.status.processed += 1;
         if self.retries.is_empty() {
             self.error = None; // nothing is left waiting because of it
+            self.refresh_status();
         }
         let record = analysis.record.clone();
         if let Some(p) = &patient {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::analysis::{self, Record, ReferReason};
+use crate::analysis::{self, Record};
 use crate::decode::{self, Limits};
 use crate::model::{self, Classifier};
 use crate::{bench, eval, figures, preprocess, results};
@@ -175,16 +175,14 @@ fn preprocess_cmd(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn analyze_cmd(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let classifier = args.model.load()?;
-    let limits = Limits::default();
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         // Result files named after an input could replace another input in the same folder.
-        if let Some(input) = args
-            .files
-            .iter()
-            .find(|f| same_place(f.parent().unwrap_or(Path::new(".")), out))
-        {
+        let folder_of = |f: &PathBuf| match f.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."), // a bare file name
+        };
+        if let Some(input) = args.files.iter().find(|f| same_place(&folder_of(f), out)) {
             anyhow::bail!(
                 "--out {} holds the input {}: write the results into another folder",
                 out.display(),
@@ -192,6 +190,8 @@ fn analyze_cmd(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    let classifier = args.model.load()?;
+    let limits = Limits::default();
     let mut records = Vec::new();
     let mut any_rejected = false;
     let mut used_stems = std::collections::HashSet::new();
@@ -264,9 +264,9 @@ pub fn describe(record: &Record) -> String {
         probs.join("  ")
     );
     if g.refer {
-        let reason = g.refer_reason.map_or("", ReferReason::label);
+        let why = (g.refer_reason.map(|r| format!(" ({})", r.label()))).unwrap_or_default();
         s.push_str(&format!(
-            "\n  REFER ({reason}): a clinician should read this image"
+            "\n  REFER{why}: a clinician should read this image"
         ));
     }
     for w in &g.warnings {

@@ -429,21 +429,30 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
 fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
     // A large image, so that its analysis lasts long enough to stop the appliance in the middle.
     let mut big = Vec::new();
-    synthetic_knee(4000, 3000, 7)
+    synthetic_knee(6000, 4500, 7)
         .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
         .unwrap();
-    let in_progress = |s: &Setup| s.results.join("in-progress");
-    // Stops the appliance (as a crash, the memory running out or a power cut would) while it
-    // analyses the file.
-    let stop_midway = |s: &Setup| {
-        let note = || fs::read(in_progress(s)).ok();
-        let before = note(); // left by the previous stop, if any
+    // How many analyses of big.png the note in `results/in-progress` says were started.
+    let started = |s: &Setup| -> u64 {
+        let note: Option<Value> = fs::read(s.results.join("in-progress"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let inputs = note.as_ref().and_then(|n| n["inputs"].as_array().cloned());
+        let big = inputs
+            .unwrap_or_default()
+            .into_iter()
+            .find(|i| i["source"].as_str().is_some_and(|p| p.ends_with("big.png")));
+        big.and_then(|i| i["attempts"].as_u64()).unwrap_or(0)
+    };
+    // Stops the appliance (as a crash, the memory running out or a power cut would) during the
+    // analysis of big.png number `n`.
+    let stop_midway = |s: &Setup, n: u64| {
         let mut child = spawn(s);
         let start = Instant::now();
-        while note().is_none() || note() == before {
+        while started(s) < n {
             assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "the analysis never started"
+                start.elapsed() < Duration::from_secs(180),
+                "analysis {n} never started"
             );
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -454,17 +463,20 @@ fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
         let s = setup();
         let input = s.inbox.join("big.png");
         fs::write(&input, &big).unwrap();
-        for _ in 0..stops {
-            stop_midway(&s);
-            assert!(
-                records(&s.results).is_empty(),
-                "no record while it was stopped"
-            );
+        let big_record = || records(&s.results).remove(&input.display().to_string());
+        for n in 1..=stops {
+            stop_midway(&s, n);
+            assert_eq!(big_record(), None, "no record while it was stopped");
+            // Another input arrives: analysed in between, it must not reset big.png's count.
+            fs::write(
+                s.inbox.join(format!("small-{n}.png")),
+                png_bytes(60 + n as u32),
+            )
+            .unwrap();
         }
         run_until_idle(&s);
-        let recs = records(&s.results);
-        let rs = &recs[&input.display().to_string()];
-        assert_eq!(rs.len(), 1, "{recs:?}");
+        let rs = big_record().expect("a record for big.png");
+        assert_eq!(rs.len(), 1, "{rs:?}");
         if stops == 1 {
             assert_eq!(
                 rs[0]["status"], "ok",
@@ -478,12 +490,15 @@ fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
                 "{reason}"
             );
         }
+        let recs = records(&s.results);
+        assert_eq!(recs.len(), 1 + stops as usize, "{recs:?}");
+        assert!(recs.values().all(|r| r.len() == 1));
         assert!(
-            !in_progress(&s).exists(),
-            "the note is removed after the analysis"
+            !s.results.join("in-progress").exists(),
+            "nothing is left in progress"
         );
         assert_eq!(fs::read(&input).unwrap(), big, "input changed");
-        assert_eq!(journal_lines(&s.results), 1);
+        assert_eq!(journal_lines(&s.results), 1 + stops as usize);
     }
 }
 

@@ -273,6 +273,14 @@ fn outputs_never_replace_an_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("another folder"), "{}", stderr(&out));
+    // The same with bare file names, from inside that folder.
+    let out = kneescreen()
+        .current_dir(dir.path())
+        .args(["analyze", "--out", ".", "knee.png", "knee.input.png"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another folder"), "{}", stderr(&out));
     let out = kneescreen()
         .args(["preprocess"])
         .args([&input, &dir.path().join(".").join("knee.png")])

@@ -21,13 +21,22 @@ pub const IN_PROGRESS_FILE: &str = "in-progress";
 /// analysis (one stop may be a power cut; two in a row on the same input are not a coincidence).
 pub const MAX_ATTEMPTS: u32 = 2;
 
-/// The `in-progress` note: which input, and how many analyses of it were started.
-#[derive(Debug, Serialize, Deserialize)]
+/// The `in-progress` note: the inputs whose analysis started and never ended (the appliance
+/// stopped during it), with how many times that happened, oldest first.
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct InProgress {
+    inputs: Vec<Started>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Started {
     key: String,
     source: String,
     attempts: u32,
 }
+
+/// The note keeps at most this many inputs (older ones have long gone away).
+const MAX_NOTED: usize = 64;
 
 /// One journal line: `{"sha256","source","stem","status","time"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,30 +161,60 @@ impl Journal {
 
     /// Notes that the input `key` is being analysed (until `end`), and returns how many earlier
     /// analyses of it never ended: the appliance stopped during them. Compare with `MAX_ATTEMPTS`.
+    /// Other inputs analysed in between do not change that count.
     pub fn begin(&mut self, key: &str, source: &str) -> io::Result<u32> {
-        let path = self.in_progress_path();
-        let earlier = fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<InProgress>(&b).ok())
-            .filter(|note| note.key == key)
-            .map_or(0, |note| note.attempts);
-        let note = InProgress {
+        let mut note = self.in_progress();
+        let earlier = match note.inputs.iter().position(|s| s.key == key) {
+            Some(i) => note.inputs.remove(i).attempts,
+            None => 0,
+        };
+        note.inputs.push(Started {
             key: key.to_string(),
             source: source.to_string(),
             attempts: earlier + 1,
-        };
-        let bytes = serde_json::to_vec(&note).map_err(io::Error::other)?;
-        crate::results::write_atomic(&path, &bytes)?;
+        });
+        if note.inputs.len() > MAX_NOTED {
+            note.inputs.remove(0);
+        }
+        self.set_in_progress(&note)?;
         Ok(earlier)
     }
 
-    /// The analysis noted by `begin` has ended, whatever its outcome.
-    pub fn end(&mut self) {
-        let _ = fs::remove_file(self.in_progress_path());
+    /// The analysis noted by `begin` has ended. `done`: its results are written and it is not
+    /// analysed again, so it is forgotten; otherwise (it will be tried again) its count goes back
+    /// to what `begin` found.
+    pub fn end(&mut self, key: &str, done: bool) {
+        let mut note = self.in_progress();
+        if let Some(i) = note.inputs.iter().position(|s| s.key == key) {
+            if done || note.inputs[i].attempts <= 1 {
+                note.inputs.remove(i);
+            } else {
+                note.inputs[i].attempts -= 1;
+            }
+        }
+        if let Err(e) = self.set_in_progress(&note) {
+            eprintln!("kneescreen: cannot update the note of inputs in progress: {e}");
+        }
     }
 
-    fn in_progress_path(&self) -> PathBuf {
-        self.path.with_file_name(IN_PROGRESS_FILE)
+    fn in_progress(&self) -> InProgress {
+        let bytes = fs::read(self.path.with_file_name(IN_PROGRESS_FILE));
+        bytes
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn set_in_progress(&self, note: &InProgress) -> io::Result<()> {
+        let path = self.path.with_file_name(IN_PROGRESS_FILE);
+        if note.inputs.is_empty() {
+            return fs::remove_file(&path).or_else(|e| match e.kind() {
+                io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            });
+        }
+        let bytes = serde_json::to_vec_pretty(note).map_err(io::Error::other)?;
+        crate::results::write_atomic(&path, &bytes)
     }
 
     /// Number of distinct inputs done.

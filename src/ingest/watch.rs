@@ -88,7 +88,7 @@ pub struct Watcher {
     next_walk: Instant,
     /// Why the system gives no change events, when it gives none.
     no_events: Option<String>,
-    /// Folders whose watch failed, and why (reported again on every walk while they last).
+    /// Folders whose watch failed, and why (tried and reported again on every walk).
     unwatched: HashMap<PathBuf, String>,
     /// Problems reported since the last walk began: the conditions that still stand. A message
     /// is printed when it starts to stand, and the status view's error clears when none does.
@@ -280,6 +280,7 @@ impl Watcher {
     /// Walks one folder tree (not following symbolic links), watching each folder before listing
     /// it so that nothing created in between is missed.
     fn walk(&mut self, top: &Path, found: &mut HashSet<PathBuf>, mounts: &mut BTreeSet<PathBuf>) {
+        let root = self.root_of(top).unwrap_or(top).to_path_buf();
         let mut stack = vec![(top.to_path_buf(), 0, None)];
         while let Some((dir, depth, parent_dev)) = stack.pop() {
             let meta = match fs::metadata(&dir) {
@@ -325,7 +326,7 @@ impl Watcher {
                     // `metadata` follows a link: a link to a file under the same root is an
                     // input, one to a folder is skipped (links can form loops).
                     let path = entry.path();
-                    if kind.is_symlink() && !links_within(&path, top) {
+                    if kind.is_symlink() && !links_within(&path, &root) {
                         continue;
                     }
                     if let Ok(meta) = fs::metadata(&path) {
@@ -338,12 +339,10 @@ impl Watcher {
         }
     }
 
+    /// Watches `dir` unless it already is; a watch that failed is tried again on every walk (the
+    /// limit may have been raised since).
     fn ensure_watched(&mut self, dir: &Path, id: (u64, u64)) {
-        if self.folders.get(dir) == Some(&id) {
-            if let Some(reason) = self.unwatched.get(dir).cloned() {
-                let path = dir.to_path_buf();
-                self.report(IngestError::Watch { path, reason });
-            }
+        if self.folders.get(dir) == Some(&id) && !self.unwatched.contains_key(dir) {
             return;
         }
         self.folders.insert(dir.to_path_buf(), id);
@@ -459,14 +458,19 @@ impl Watcher {
         self.mounts.extend(mounts);
     }
 
+    /// The configured folder (inbox or USB mount parent) that `path` lies in.
+    fn root_of(&self, path: &Path) -> Option<&Path> {
+        self.roots
+            .iter()
+            .map(|r| r.path.as_path())
+            .find(|r| path.starts_with(r))
+    }
+
     /// Metadata of an event's path, unless it lies outside the roots or is hidden or temporary.
     fn visible_metadata(&self, path: &Path) -> std::io::Result<Metadata> {
         let hidden = || std::io::Error::from(std::io::ErrorKind::NotFound);
-        let (root, rel) = self
-            .roots
-            .iter()
-            .find_map(|r| Some((&r.path, path.strip_prefix(&r.path).ok()?)))
-            .ok_or_else(hidden)?;
+        let root = self.root_of(path).ok_or_else(hidden)?;
+        let rel = path.strip_prefix(root).map_err(|_| hidden())?;
         let mut parts: Vec<_> = rel.iter().collect();
         let last = parts.pop().ok_or_else(hidden)?;
         if parts.iter().any(|p| is_ignored_folder(p)) || parts.len() >= MAX_DEPTH {

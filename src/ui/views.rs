@@ -8,7 +8,7 @@ use embedded_graphics::{
 
 use super::layout::{colour, ellipsize, Align, Area, Cut, Font, Screen};
 use super::{file_name, StatusInfo, Study};
-use crate::analysis::{Grading, Record, ReferReason};
+use crate::analysis::{Grading, Record};
 use crate::cam;
 
 type Drawn<D> = Result<(), <D as DrawTarget>::Error>;
@@ -64,9 +64,10 @@ pub fn grade<D: DrawTarget<Color = Rgb565>>(
     probability_bars(s, &mut rest, g)?;
     if g.refer {
         // On one line where it fits, else on two.
-        let reason = g.refer_reason.map_or("", ReferReason::label);
-        let one_line = format!("REFER: {reason} - clinician read needed");
-        let two_lines = format!("REFER\n{reason} - clinician read needed");
+        // Records from before reasons were kept have none.
+        let why = (g.refer_reason.map(|r| format!("{} - ", r.label()))).unwrap_or_default();
+        let one_line = format!("REFER: {why}clinician read needed");
+        let two_lines = format!("REFER\n{why}clinician read needed");
         banner(s, &mut rest, Edge::Bottom, &[&one_line, &two_lines])?;
     }
 
