@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -471,13 +472,28 @@ pub fn spawn_watcher(
     })
 }
 
-/// The event loop: runs until `--exit-when-idle` finds nothing left to do (or forever).
+/// Set by SIGTERM (`systemctl stop`, shutdown): the loop ends after the event in hand.
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_signal: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// The event loop: runs until `--exit-when-idle` finds nothing left to do, or until SIGTERM (an
+/// analysis under way is finished first, so a normal stop never counts as a stop on that input).
 pub fn run_loop<P: Panel>(app: &mut App<P>, rx: Receiver<Event>, exit_when_idle: bool)
 where
     P::Error: std::fmt::Debug,
 {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            request_stop as *const () as libc::sighandler_t,
+        )
+    };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    loop {
+    while !STOP_REQUESTED.load(Ordering::SeqCst) {
         match rx.recv_timeout(TICK) {
             Ok(event) => {
                 if !app.handle(event, exit_when_idle) {
@@ -633,8 +649,9 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     );
     let mut app = App::new(config, classifier, panel, shared)?;
     run_loop(&mut app, rx, exit_when_idle);
+    // A batch run reports what it could not finish; a stopped service has nothing to report.
     anyhow::ensure!(
-        app.retries.is_empty(),
+        !exit_when_idle || app.retries.is_empty(),
         "{} input(s) could not be finished (see above); they are tried again at the next start",
         app.retries.len()
     );

@@ -105,7 +105,7 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -570,4 +570,32 @@ fn a_file_over_the_size_limit_is_rejected_unread_under_a_name_of_its_own() {
         1,
         "not done again after a restart"
     );
+}
+
+#[test]
+fn a_stop_request_lets_the_analysis_under_way_finish() {
+    let s = setup();
+    let mut big = Vec::new();
+    synthetic_knee(6000, 4500, 8)
+        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
+        .unwrap();
+    let input = s.inbox.join("big.png");
+    fs::write(&input, &big).unwrap();
+    let mut child = spawn(&s);
+    let note = s.results.join("in-progress");
+    wait_for("the analysis to start", Duration::from_secs(180), || {
+        note.exists()
+    });
+    // As `systemctl stop` or a shutdown does.
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let rs = &records(&s.results)[&input.display().to_string()];
+    assert_eq!(rs[0]["status"], "ok", "{rs:?}");
+    assert!(
+        !note.exists(),
+        "the stop did not count as a stop during the analysis"
+    );
+    assert_eq!(fs::read(&input).unwrap(), big);
 }
