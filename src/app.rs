@@ -55,9 +55,10 @@ impl From<ButtonEvent> for Event {
     }
 }
 
-/// What the web console reads: the last panel frame and the status figures.
+/// What the threads share: the loop writes the panel frame, status figures and patients for the
+/// web console; the watcher and the button thread write what they found.
 #[derive(Default)]
-pub struct Shared {
+pub struct BetweenThreads {
     pub panel_png: Vec<u8>,
     pub status: StatusInfo,
     pub watched: Vec<String>,
@@ -78,7 +79,7 @@ pub struct App<P: Panel> {
     panel: P,
     history: VecDeque<Arc<Study>>,
     state: ViewState,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<BetweenThreads>>,
     limits: Limits,
     retries: Vec<(Instant, PathBuf)>,
     /// The appliance's own newest problem (results not written, model failed), until an input
@@ -94,7 +95,7 @@ where
         config: Config,
         classifier: Classifier,
         panel: P,
-        shared: Arc<Mutex<Shared>>,
+        shared: Arc<Mutex<BetweenThreads>>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.results)?;
         let journal = Journal::open(&config.results)?;
@@ -444,7 +445,7 @@ pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
 pub fn spawn_watcher(
     config: &Config,
     tx: Sender<Event>,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<BetweenThreads>>,
 ) -> std::thread::JoinHandle<()> {
     let settle = Duration::from_millis(config.settle_ms);
     let mut watcher = Watcher::new(
@@ -512,7 +513,7 @@ where
 /// loop; pictures and records are read from the results folder.
 struct AppConsole {
     tx: Mutex<Sender<Event>>,
-    shared: Arc<Mutex<Shared>>,
+    shared: Arc<Mutex<BetweenThreads>>,
     results: PathBuf,
 }
 
@@ -595,7 +596,7 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     let classifier = model::load_classifier(config.models_dir.as_deref(), &config.model)?;
     std::fs::create_dir_all(&config.results)
         .with_context(|| format!("creating {}", config.results.display()))?;
-    let shared = Arc::new(Mutex::new(Shared::default()));
+    let shared = Arc::new(Mutex::new(BetweenThreads::default()));
     let (tx, rx) = mpsc::channel();
     let panel = crate::hw::open_panel(&config.panel, Some(config.results.join("panel.png")))?;
     let _watcher = spawn_watcher(&config, tx.clone(), shared.clone());
