@@ -82,8 +82,8 @@ pub struct App<P: Panel> {
     shared: Arc<Mutex<BetweenThreads>>,
     limits: Limits,
     retries: Vec<(Instant, PathBuf)>,
-    /// The appliance's own newest problem (results not written, model failed), until an input
-    /// is done with no other waiting for a retry; shown before the watcher's.
+    /// The appliance's own newest problem (results not written, model failed); shown before the
+    /// watcher's.
     error: Option<String>,
 }
 
@@ -150,9 +150,8 @@ where
             let (_, path) = self.retries.remove(i);
             self.process_file(&path);
         }
-        if had_retries && self.retries.is_empty() {
-            // Every input the error held up is done, gone or graded under another name.
-            self.error = None;
+        if had_retries {
+            self.clear_error_when_nothing_waits(); // the last ones may have gone, or been done
         }
         let before = self.state.status.clone();
         self.refresh_status();
@@ -191,10 +190,11 @@ where
             }
             Err(e) => {
                 // No content to key on: the file's identity (path, size, mtime) keys the journal.
-                let key = metadata_key(path);
+                let hash = identity_hash(path);
+                let key = format!("unread-{hash}");
                 if self.done_before(&key).is_none() {
                     let record = analysis::rejected(&source, None, &e.to_string());
-                    let stem = ingest::result_stem(path, key.trim_start_matches(UNREAD));
+                    let stem = ingest::result_stem(path, &hash);
                     let rejected = Analysis::rejected(record);
                     let _ = self.finish(rejected, None, key, &source, stem, Some(path));
                 }
@@ -329,10 +329,7 @@ where
             None => eprintln!("kneescreen: {source}: graded, results {stem}.json"),
         }
         self.state.status.processed += 1;
-        if self.retries.is_empty() {
-            self.error = None; // nothing is left waiting because of it
-            self.refresh_status();
-        }
+        self.clear_error_when_nothing_waits();
         let record = analysis.record.clone();
         if let Some(p) = &patient {
             self.remember_patient(&stem, p);
@@ -357,6 +354,13 @@ where
         if let Some(p) = path {
             self.retries
                 .push((Instant::now() + RETRY_AFTER, p.to_path_buf()));
+        }
+    }
+
+    /// The appliance's own error stays until no input waits for a retry because of it.
+    fn clear_error_when_nothing_waits(&mut self) {
+        if self.retries.is_empty() && self.error.take().is_some() {
+            self.refresh_status();
         }
     }
 
@@ -409,8 +413,9 @@ fn status_changed(a: &StatusInfo, b: &StatusInfo) -> bool {
         || a.free_disk_bytes.map(|v| v >> 20) != b.free_disk_bytes.map(|v| v >> 20)
 }
 
-/// Journal key for a file that could not be read: its path, size and modification time.
-fn metadata_key(path: &Path) -> String {
+/// SHA-256 of what is known of a file that could not be read: its path, size and modification
+/// time (its journal key is `unread-` and this).
+fn identity_hash(path: &Path) -> String {
     let meta = std::fs::metadata(path).ok();
     let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
     let mtime = meta
@@ -418,12 +423,8 @@ fn metadata_key(path: &Path) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let identity = format!("{}|{size}|{mtime}", path.display());
-    format!("{UNREAD}{}", model::sha256_hex(identity.as_bytes()))
+    model::sha256_hex(format!("{}|{size}|{mtime}", path.display()).as_bytes())
 }
-
-/// Starts the journal key of a file that could not be read (the others are content hashes).
-const UNREAD: &str = "unread-";
 
 /// The data behind `mutex`, also after a thread panicked while holding it (the appliance goes on
 /// with what is there rather than stopping).

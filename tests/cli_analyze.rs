@@ -265,29 +265,35 @@ fn outputs_never_replace_an_input() {
     let other = dir.path().join("knee.input.png");
     write_png(&other, &synthetic_knee(224, 224, 10));
     let before_other = fs::read(&other).unwrap();
-    let out = kneescreen()
-        .args(["analyze", "--out"])
-        .arg(dir.path())
-        .args([&input, &other])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("another folder"), "{}", stderr(&out));
+    let refused = |cmd: &mut std::process::Command, says: &str| {
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    };
+    refused(
+        kneescreen()
+            .args(["analyze", "--out"])
+            .arg(dir.path())
+            .args([&input, &other]),
+        "another folder",
+    );
     // The same with bare file names, from inside that folder.
-    let out = kneescreen()
-        .current_dir(dir.path())
-        .args(["analyze", "--out", ".", "knee.png", "knee.input.png"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("another folder"), "{}", stderr(&out));
-    let out = kneescreen()
-        .args(["preprocess"])
-        .args([&input, &dir.path().join(".").join("knee.png")])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("is the input"), "{}", stderr(&out));
+    refused(
+        kneescreen().current_dir(dir.path()).args([
+            "analyze",
+            "--out",
+            ".",
+            "knee.png",
+            "knee.input.png",
+        ]),
+        "another folder",
+    );
+    refused(
+        kneescreen()
+            .arg("preprocess")
+            .args([&input, &dir.path().join(".").join("knee.png")]),
+        "is the input",
+    );
     assert_eq!(fs::read(&input).unwrap(), original);
     assert_eq!(fs::read(&other).unwrap(), before_other);
     assert_eq!(

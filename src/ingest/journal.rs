@@ -16,7 +16,7 @@ use crate::analysis::Status;
 /// The journal's file name inside the results folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// The name of the note of the input being analysed, inside the results folder.
-pub const IN_PROGRESS_FILE: &str = "in-progress";
+const IN_PROGRESS_FILE: &str = "in-progress";
 /// An input is not analysed again once the appliance has stopped this many times during its
 /// analysis (one stop may be a power cut; two in a row on the same input are not a coincidence).
 pub const MAX_ATTEMPTS: u32 = 2;
@@ -85,6 +85,8 @@ pub struct Journal {
     by_hash: HashMap<String, usize>,
     /// A failed append may have left half a line: the next one must start on a fresh line.
     needs_newline: bool,
+    /// What `<results>/in-progress` holds (read once, at open; written on every change).
+    in_progress: InProgress,
 }
 
 impl Journal {
@@ -113,6 +115,10 @@ impl Journal {
             entries: Vec::new(),
             by_hash: HashMap::new(),
             needs_newline: false,
+            in_progress: fs::read(dir.join(IN_PROGRESS_FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default(),
         };
         for (number, line) in text.split(|&b| b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -163,7 +169,7 @@ impl Journal {
     /// analyses of it never ended: the appliance stopped during them. Compare with `MAX_ATTEMPTS`.
     /// Other inputs analysed in between do not change that count.
     pub fn begin(&mut self, key: &str, source: &str) -> io::Result<u32> {
-        let mut note = self.in_progress();
+        let note = &mut self.in_progress;
         let earlier = match note.inputs.iter().position(|s| s.key == key) {
             Some(i) => note.inputs.remove(i).attempts,
             None => 0,
@@ -176,7 +182,7 @@ impl Journal {
         if note.inputs.len() > MAX_NOTED {
             note.inputs.remove(0);
         }
-        self.set_in_progress(&note)?;
+        self.save_in_progress()?;
         Ok(earlier)
     }
 
@@ -184,7 +190,7 @@ impl Journal {
     /// analysed again, so it is forgotten; otherwise (it will be tried again) its count goes back
     /// to what `begin` found.
     pub fn end(&mut self, key: &str, done: bool) {
-        let mut note = self.in_progress();
+        let note = &mut self.in_progress;
         if let Some(i) = note.inputs.iter().position(|s| s.key == key) {
             if done || note.inputs[i].attempts <= 1 {
                 note.inputs.remove(i);
@@ -192,21 +198,16 @@ impl Journal {
                 note.inputs[i].attempts -= 1;
             }
         }
-        if let Err(e) = self.set_in_progress(&note) {
+        if let Err(e) = self.save_in_progress() {
             eprintln!("kneescreen: cannot update the note of inputs in progress: {e}");
         }
     }
 
-    fn in_progress(&self) -> InProgress {
-        let bytes = fs::read(self.path.with_file_name(IN_PROGRESS_FILE));
-        bytes
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-
-    fn set_in_progress(&self, note: &InProgress) -> io::Result<()> {
-        let path = self.path.with_file_name(IN_PROGRESS_FILE);
+    fn save_in_progress(&self) -> io::Result<()> {
+        let (path, note) = (
+            self.path.with_file_name(IN_PROGRESS_FILE),
+            &self.in_progress,
+        );
         if note.inputs.is_empty() {
             return fs::remove_file(&path).or_else(|e| match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),

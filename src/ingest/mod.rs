@@ -7,7 +7,7 @@ mod watch;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-pub use journal::{Entry, Journal, IN_PROGRESS_FILE, JOURNAL_FILE, MAX_ATTEMPTS};
+pub use journal::{Entry, Journal, JOURNAL_FILE, MAX_ATTEMPTS};
 pub use watch::{Watcher, POLL_INTERVAL};
 
 /// Something went wrong while looking for inputs. The watcher keeps running; the newest message
