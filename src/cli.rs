@@ -8,10 +8,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::analysis::{self, Record};
-use crate::decode::{self, Limits};
-use crate::model::{self, Classifier};
-use crate::{bench, eval, figures, preprocess, results};
+use crate::pipeline::decode::{self, limits::Limits};
+use crate::pipeline::model::{self, Classifier};
+use crate::pipeline::{self, preprocess};
+use crate::record::{Outcome, Record};
+use crate::store::{atomic, results_dir};
+use crate::tools::{bench, eval, figures};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -120,6 +122,10 @@ pub struct BenchArgs {
     /// Repetitions per stage (the median is reported).
     #[arg(long, default_value_t = 15)]
     pub runs: usize,
+    /// Threads for one image's network passes (default: every core; 1 runs the image and its
+    /// mirror one after the other).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// Runs a parsed command line and maps the outcome to an exit code.
@@ -157,13 +163,13 @@ fn preprocess_cmd(input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
         output.display()
     );
     let limits = Limits::default();
-    let gray = results::read_input(input, limits.max_file_bytes)
+    let gray = pipeline::input::read_input(input, limits.max_file_bytes)
         .map_err(|e| e.to_string())
         .and_then(|bytes| decode::decode_gray(&bytes, &limits).map_err(|e| e.to_string()));
     match gray {
         Ok(gray) => {
             let out = preprocess::preprocess(&gray);
-            results::write_png(output, &out)
+            atomic::write_png(output, &out)
                 .with_context(|| format!("writing {}", output.display()))?;
             Ok(ExitCode::SUCCESS)
         }
@@ -196,13 +202,13 @@ fn analyze_cmd(args: &AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut any_rejected = false;
     let mut used_stems = std::collections::HashSet::new();
     for path in &args.files {
-        let a = analysis::analyze_path(path, &classifier, &limits)?;
+        let a = pipeline::analyze_file(path, &classifier, &limits)?;
         if let Some(out) = &args.out {
             let stem = unique_stem(path, &mut used_stems);
-            results::write_analysis(out, &stem, &a)
+            results_dir::write_analysis(out, &stem, &a)
                 .with_context(|| format!("writing results into {}", out.display()))?;
         }
-        match &a.record.reason {
+        match a.record.rejection() {
             Some(reason) => {
                 any_rejected = true;
                 eprintln!("{}: rejected: {reason}", a.record.file);
@@ -241,12 +247,9 @@ fn unique_stem(path: &Path, used: &mut std::collections::HashSet<String>) -> Str
 
 /// A few human-readable lines for one graded file.
 pub fn describe(record: &Record) -> String {
-    let Some(g) = &record.result else {
-        return format!(
-            "{}: rejected: {}",
-            record.file,
-            record.reason.as_deref().unwrap_or("unknown")
-        );
+    let g = match &record.outcome {
+        Outcome::Ok(g) => g,
+        Outcome::Rejected { reason } => return format!("{}: rejected: {reason}", record.file),
     };
     let probs: Vec<String> = g
         .probabilities
@@ -268,6 +271,20 @@ pub fn describe(record: &Record) -> String {
         s.push_str(&format!(
             "\n  REFER{why}: a clinician should read this image"
         ));
+    }
+    if g.knees.len() > 1 {
+        for k in &g.knees {
+            let [x, y, w, h] = k.bbox;
+            let refer = if k.refer { ", REFER" } else { "" };
+            s.push_str(&format!(
+                "\n  {}: KL{} ({}), OA {} — confidence {:.2}{refer} — box {x},{y} {w}×{h}",
+                k.side.title(),
+                k.grade,
+                k.grade_name,
+                if k.oa { "yes" } else { "no" },
+                k.confidence,
+            ));
+        }
     }
     for w in &g.warnings {
         s.push_str(&format!("\n  warning: {w}"));
@@ -292,7 +309,7 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<ExitCode> {
             args.dir.display()
         );
         let path = out.join("confusion.png");
-        results::write_png(&path, &figures::confusion_png(&report.metrics, &title))?;
+        atomic::write_png(&path, &figures::confusion_png(&report.metrics, &title))?;
         eprintln!("wrote {}", path.display());
     }
     for (file, reason) in &report.skipped {
@@ -321,7 +338,7 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .models_dir
         .clone()
         .unwrap_or_else(model::default_models_dir);
-    let report = bench::run(&dir, args.runs)?;
+    let report = bench::run(&dir, args.runs, args.threads)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -341,6 +358,6 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
         usb_mount_parent: args.usb_parent,
     };
     let config = crate::config::Config::load(args.config.as_deref())?.with_overrides(overrides)?;
-    crate::app::run(config, args.exit_when_idle)?;
+    crate::appliance::run(config, args.exit_when_idle)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -39,6 +39,9 @@ pub struct Config {
     pub model: String,
     /// Folder with card.json and the model files (default: found next to the binary).
     pub models_dir: Option<PathBuf>,
+    /// Threads for one image's network passes (the image and its mirror run at once with two or
+    /// more); default: the number of cores.
+    pub inference_threads: Option<usize>,
     pub panel: PanelConfig,
     pub button: ButtonConfig,
     pub web: WebSettings,
@@ -58,6 +61,7 @@ impl Default for Config {
             max_file_mb: 64,
             model: "int8".into(),
             models_dir: None,
+            inference_threads: None,
             panel: PanelConfig::default(),
             button: ButtonConfig::default(),
             web: WebSettings::default(),

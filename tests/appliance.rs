@@ -2,9 +2,9 @@
 //! byte-identical, nothing is processed twice across restarts, and the appliance survives slow
 //! writers, bad files and a USB stick that is pulled.
 
-mod dicom_writer;
-mod http_client;
-mod util;
+use crate::support::dicom_writer;
+use crate::support::http_client;
+use crate::support::util;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -256,7 +256,7 @@ fn a_pulled_stick_does_not_stop_the_appliance_and_a_restart_midway_loses_nothing
 fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
     let s = setup();
     let blocked = png_bytes(30);
-    let sha = kneescreen::model::sha256_hex(&blocked);
+    let sha = kneescreen::pipeline::model::sha256_hex(&blocked);
     // A folder where the record should go makes its write fail, as a full or broken disk would.
     fs::create_dir_all(s.results.join(format!("blocked-{}.json", &sha[..8]))).unwrap();
     fs::write(s.inbox.join("blocked.png"), &blocked).unwrap();
@@ -561,7 +561,7 @@ fn a_file_over_the_size_limit_is_rejected_unread_under_a_name_of_its_own() {
         meta.len(),
         mtime.unwrap().as_secs()
     );
-    let hash = kneescreen::model::sha256_hex(identity.as_bytes());
+    let hash = kneescreen::pipeline::model::sha256_hex(identity.as_bytes());
     let stem = format!("scan-{}", &hash[..8]);
     assert!(s.results.join(format!("{stem}.json")).is_file(), "{stem}");
     run_until_idle(&s);

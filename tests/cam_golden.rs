@@ -1,11 +1,12 @@
 //! Grad-CAM against independent references: numpy's analytic formula, finite differences through
 //! the head, OpenCV's bilinear resize, scipy's labelling, and a float32 numpy overlay.
 
-use kneescreen::cam::{
+use kneescreen::pipeline::cam::{
     channel_weights, colormap, draw_roi_outline, global_average_pool, grad_cam,
     grad_cam_with_mirror, overlay, roi, softmax, upsample, CamError, CamGrid, FeatureMap, Head,
-    Roi, ROI_THRESHOLD,
+    ROI_THRESHOLD,
 };
+use kneescreen::record::Roi;
 use serde::Deserialize;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cam");

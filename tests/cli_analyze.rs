@@ -1,6 +1,6 @@
 //! The real binary on temporary files: `analyze` (good and bad input), `preprocess`, `eval`.
 
-mod util;
+use crate::support::util;
 
 use std::fs;
 
@@ -176,7 +176,7 @@ fn preprocess_writes_the_network_input() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let written = image::open(&output).unwrap().to_luma8();
-    assert_eq!(written, kneescreen::preprocess::preprocess(&img));
+    assert_eq!(written, kneescreen::pipeline::preprocess::preprocess(&img));
 }
 
 #[test]
@@ -240,7 +240,9 @@ fn bench_reports_every_model_and_its_passes() {
     let out = run(&["bench", "--json", "--runs", "1"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
-    let card = kneescreen::model::Card::load(&kneescreen::model::default_models_dir()).unwrap();
+    let card =
+        kneescreen::pipeline::model::Card::load(&kneescreen::pipeline::model::default_models_dir())
+            .unwrap();
     let models = report["models"].as_array().unwrap();
     assert_eq!(models.len(), card.models.len());
     for m in models {

@@ -1,15 +1,12 @@
 //! Decoding: `decode_gray` against `cv2.imread(path, cv2.IMREAD_GRAYSCALE)` on the golden
 //! fixtures (scripts/make_preprocess_fixtures.py), and refusal of bad or oversized files.
 
-mod largest_allocation;
+use crate::support::largest_allocation;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 
 use image::{GrayImage, ImageEncoder};
-use kneescreen::decode::{decode_gray, sniff, DecodeError, Format, Limits};
+use kneescreen::pipeline::decode::{decode_gray, sniff, DecodeError, Format, Limits};
 use serde_json::Value;
-
-use largest_allocation::LARGEST;
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess")
@@ -236,9 +233,9 @@ fn oversized_png_header_is_refused_before_allocating() {
 /// Decodes `bytes`, which claim a 60000×60000 image; checks it is refused as too large without
 /// a big allocation.
 fn refused_as_60000_square(bytes: &[u8]) -> DecodeError {
-    LARGEST.store(0, Ordering::Relaxed);
+    largest_allocation::reset();
     let err = decode(bytes).unwrap_err();
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = largest_allocation::largest();
     assert!(
         matches!(
             err,

@@ -1,20 +1,18 @@
 //! DICOM decoding on files the tests write themselves (tests/dicom_writer): encodings, the
 //! stored value → grey mapping, multi-frame, damaged and unsupported files, limits, privacy.
 
-mod dicom_writer;
-mod largest_allocation;
-
-use std::sync::atomic::Ordering;
+use crate::support::dicom_writer;
+use crate::support::largest_allocation;
+use crate::support::util::XorShift32;
 
 use dicom_writer::{Encoding, Spec};
 use image::{GrayImage, ImageEncoder};
-use kneescreen::analysis::ReferReason;
-use kneescreen::decode::{decode, decode_gray, sniff, DecodeError, Format, Limits};
-use kneescreen::dicom::{
-    decode_dicom, read_patient_identity, DicomImage, SpacingSource, MULTI_FRAME_WARNING,
-};
-
-use largest_allocation::LARGEST;
+use kneescreen::pipeline::analyze;
+use kneescreen::pipeline::decode::dicom::identity::read_patient_identity;
+use kneescreen::pipeline::decode::dicom::{decode_dicom, policy, DicomImage, MULTI_FRAME_WARNING};
+use kneescreen::pipeline::decode::{decode, decode_gray, sniff, DecodeError, Format, Limits};
+use kneescreen::pipeline::model::sha256_hex;
+use kneescreen::record::{ReferReason, SpacingSource};
 
 const SMALL_ENOUGH: usize = 64 << 20;
 
@@ -30,12 +28,10 @@ fn ok(bytes: &[u8]) -> DicomImage {
 /// JPEG has something smooth to code.
 fn samples(n: usize, lo: i32, hi: i32, seed: u32) -> Vec<i32> {
     let span = (hi - lo) as u64 + 1;
-    let mut state = seed.wrapping_mul(2654435761).wrapping_add(12345);
+    let mut rng = XorShift32::new(seed.wrapping_mul(2654435761).wrapping_add(12345));
     (0..n)
         .map(|i| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
+            let state = rng.next_u32();
             let v = if i % 3 == 0 {
                 u64::from(state) % span
             } else {
@@ -617,11 +613,11 @@ fn an_image_wider_than_one_knee_is_graded_with_a_warning() {
             &samples(pixel_count(&spec), 0, 4095, 17),
         ));
         let says = "the image covers 24 × 32 cm: the model was trained on single-knee joint crops";
+        let warning = policy::more_than_one_knee(&image.info);
         assert_eq!(
-            image.warnings.iter().any(|w| w.contains(says)),
+            warning.as_ref().is_some_and(|w| w.contains(says)),
             warned,
-            "{spacing}: {:?}",
-            image.warnings
+            "{spacing}: {warning:?}"
         );
     }
 }
@@ -978,7 +974,7 @@ fn a_header_claiming_60000_by_60000_is_refused_before_allocation() {
         ),
         "{err}"
     );
-    assert!(LARGEST.load(Ordering::Relaxed) < SMALL_ENOUGH);
+    assert!(largest_allocation::largest() < SMALL_ENOUGH);
 
     // And the configured limits apply to DICOM like to PNG.
     let spec = Spec::default();
@@ -1021,7 +1017,7 @@ fn an_element_claiming_gigabytes_is_refused_before_allocation() {
         matches!(err, DecodeError::Truncated(_) | DecodeError::Corrupt { .. }),
         "{err}"
     );
-    assert!(LARGEST.load(Ordering::Relaxed) < SMALL_ENOUGH);
+    assert!(largest_allocation::largest() < SMALL_ENOUGH);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1142,9 +1138,11 @@ fn public_corpus_when_installed() {
         dir.display()
     );
     // Every file that decodes is graded by the shipped model, as the appliance would.
-    let classifier =
-        kneescreen::model::Classifier::load(&kneescreen::model::default_models_dir(), "int8")
-            .expect("model");
+    let classifier = kneescreen::pipeline::model::Classifier::load(
+        &kneescreen::pipeline::model::default_models_dir(),
+        "int8",
+    )
+    .expect("model");
     let mut decoded = 0;
     for path in &paths {
         let bytes = std::fs::read(path).expect("read");
@@ -1152,10 +1150,10 @@ fn public_corpus_when_installed() {
             Ok(_) => {
                 decoded += 1;
                 let name = path.display().to_string();
-                let analysis =
-                    kneescreen::analysis::analyze(&bytes, &name, &classifier, &Limits::default())
-                        .unwrap_or_else(|e| panic!("{name}: decoded but not graded: {e}"));
-                let g = analysis.record.result.expect("graded");
+                let sha = sha256_hex(&bytes);
+                let analysis = analyze(&bytes, &name, &sha, &classifier, &Limits::default())
+                    .unwrap_or_else(|e| panic!("{name}: decoded but not graded: {e}"));
+                let g = analysis.record.grading().cloned().expect("graded");
                 let total: f32 = g.probabilities.iter().sum();
                 assert!(g.grade <= 4 && (total - 1.0).abs() < 1e-3, "{name}");
                 assert!(g.dicom.is_some(), "{name}");
@@ -1205,8 +1203,7 @@ fn public_corpus_when_installed() {
 /// the same image stored as windowed 16-bit MONOCHROME1 gets the same grade, as the PNG.
 #[test]
 fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
-    use kneescreen::analysis::analyze;
-    use kneescreen::model::{default_models_dir, Classifier};
+    use kneescreen::pipeline::model::{default_models_dir, Classifier};
 
     let png = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -1217,11 +1214,18 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
     let (w, h) = (gray.width() as u16, gray.height() as u16);
     let classifier = Classifier::load(&default_models_dir(), "int8").unwrap();
     let grading = |bytes: &[u8]| {
-        analyze(bytes, "knee", &classifier, &Limits::default())
-            .unwrap()
-            .record
-            .result
-            .unwrap()
+        analyze(
+            bytes,
+            "knee",
+            &sha256_hex(bytes),
+            &classifier,
+            &Limits::default(),
+        )
+        .unwrap()
+        .record
+        .grading()
+        .cloned()
+        .unwrap()
     };
     let reference = grading(&png);
     let g: Vec<i32> = gray.as_raw().iter().map(|&v| i32::from(v)).collect();
@@ -1273,7 +1277,7 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
         image::ImageFormat::Png,
     )
     .unwrap();
-    let about_shape = |g: &kneescreen::analysis::Grading| {
+    let about_shape = |g: &kneescreen::record::Grading| {
         let says = |part: &str| g.warnings.iter().filter(|w| w.contains(part)).count();
         (
             says("not square"),

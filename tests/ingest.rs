@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use kneescreen::analysis::Status;
-use kneescreen::ingest::{result_stem, Entry, Journal, Watcher, JOURNAL_FILE};
+use kneescreen::ingest::Watcher;
+use kneescreen::record::Status;
+use kneescreen::store::journal::{Entry, Journal, JOURNAL_FILE};
+use kneescreen::store::results_dir::result_stem;
 
 const SETTLE: Duration = Duration::from_millis(200);
 /// Long enough for every file in a test to settle and be yielded; tests stop as soon as they can.

@@ -7,8 +7,8 @@ use embedded_graphics::{
     primitives::{PrimitiveStyle, Rectangle},
     Drawable,
 };
-use kneescreen::figures::{confusion_png, Canvas};
-use kneescreen::metrics::{compute, Metrics, MetricsError};
+use kneescreen::tools::figures::{confusion_png, Canvas};
+use kneescreen::tools::metrics::{compute, Metrics, MetricsError};
 use serde::Deserialize;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics");

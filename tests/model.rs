@@ -2,16 +2,16 @@
 //! scripts/make_model_fixtures.py), per-channel quantization, Grad-CAM against finite
 //! differences, and refusal of a damaged install. Runs unchanged under qemu-aarch64 in CI.
 
-mod util;
+use crate::support::util;
 
 use std::path::Path;
 
 use image::GrayImage;
 
-use kneescreen::cam;
-use kneescreen::decode::{decode_gray, Limits};
-use kneescreen::model::{default_models_dir, Card, Classifier, ModelError};
-use kneescreen::preprocess;
+use kneescreen::pipeline::cam;
+use kneescreen::pipeline::decode::{decode_gray, Limits};
+use kneescreen::pipeline::model::{default_models_dir, Card, Classifier, ModelError};
+use kneescreen::pipeline::preprocess;
 use serde_json::Value;
 use tract_onnx::prelude::*;
 

@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use image::GrayImage;
-use kneescreen::decode::{decode_gray, Limits};
-use kneescreen::preprocess::{
+use kneescreen::pipeline::decode::{decode_gray, Limits};
+use kneescreen::pipeline::preprocess::{
     equalize_hist, preprocess, resize_area, resize_linear, to_network_input, INPUT_SIZE,
     PREPROCESSING_ID,
 };

@@ -14,11 +14,14 @@ use std::sync::Arc;
 
 use embedded_graphics::{pixelcolor::Rgb565, prelude::*, Pixel};
 use image::{GrayImage, Luma};
-use kneescreen::analysis::{Grading, ModelId, Record, ReferReason, Status, Timings, NOTICE};
-use kneescreen::cam::{self, CamGrid};
-use kneescreen::dicom::PatientIdentity;
 use kneescreen::hw::{Panel, VirtualPanel};
+use kneescreen::pipeline::cam::{self, CamGrid};
+use kneescreen::pipeline::decode::dicom::identity::PatientIdentity;
+use kneescreen::pipeline::KneePictures;
+use kneescreen::record::{Knee, Record, ReferReason, Roi, Side};
 use kneescreen::ui::{render, StatusInfo, Study, View, ViewState};
+
+use crate::support::records;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ui");
 const SCREENSHOTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/screenshots");
@@ -63,7 +66,7 @@ fn knee(x: u32, y: u32, size: u32) -> u8 {
 
 /// An overlay as the analysis makes it: the X-ray dimmed outside rows 60..164, a round heatmap
 /// over that band and the region of interest outlined.
-fn fake_overlay() -> (image::RgbImage, cam::Roi) {
+fn fake_overlay() -> (image::RgbImage, Roi) {
     let band = GrayImage::from_fn(224, 104, |x, y| Luma([knee(x, y + 60, 224)]));
     let heat: Vec<f32> = (0..104 * 224)
         .map(|i| {
@@ -82,7 +85,7 @@ fn fake_overlay() -> (image::RgbImage, cam::Roi) {
     image::imageops::replace(&mut out, &band, 0, 60);
     (
         out,
-        cam::Roi {
+        Roi {
             y: roi.y + 60,
             ..roi
         },
@@ -104,47 +107,25 @@ fn graded(
     probabilities: [f32; 5],
     refer: Option<ReferReason>,
 ) -> Record {
-    let confidence = probabilities[usize::from(grade)];
     let (_, roi) = fake_overlay();
-    Record {
-        file: format!("/srv/kneescreen/inbox/knee_kl{grade}_0042.png"),
-        status: Status::Ok,
-        reason: None,
-        input_sha256: Some("0".repeat(64)),
-        result: Some(Grading {
-            grade,
-            grade_name: name.to_string(),
-            grade_description: description.to_string(),
-            probabilities: probabilities.to_vec(),
-            oa: grade >= 2,
-            oa_probability: probabilities[2..].iter().sum(),
-            confidence,
-            refer: refer.is_some(),
-            refer_reason: refer,
-            warnings: Vec::new(),
-            cam_grid: vec![vec![0.0; 7]; 7],
-            roi: Some(roi),
-            input_width: 224,
-            input_height: 224,
-            dicom: None,
-            model: ModelId {
-                name: "kneekl-mnv2".into(),
-                variant: "int8".into(),
-                sha256: "0".repeat(64),
-                preprocessing: "crop60-eqhist-v1".into(),
-            },
-            timings_ms: Timings::default(),
-            notice: NOTICE.to_string(),
-        }),
-    }
+    let mut g = records::grading(grade, probabilities);
+    g.grade_name = name.to_string();
+    g.grade_description = description.to_string();
+    g.refer = refer.is_some();
+    g.refer_reason = refer;
+    g.roi = Some(roi);
+    let file = format!("/srv/kneescreen/inbox/knee_kl{grade}_0042.png");
+    records::graded(&file, &"0".repeat(64), g)
 }
 
 fn study(record: Record) -> Arc<Study> {
-    let pictures = record.result.is_some();
+    let pictures = record.grading().is_some();
     Arc::new(Study {
         record,
         overlay: pictures.then(|| fake_overlay().0),
         network_input: pictures.then(fake_network_input),
+        film: None,
+        knees: Vec::new(),
         patient: None,
     })
 }
@@ -168,6 +149,61 @@ fn status_info() -> StatusInfo {
     }
 }
 
+/// A bilateral radiograph: two knees found, the right one moderate, the left one referred.
+fn film_study() -> Arc<Study> {
+    let (w, h) = (640, 400);
+    let film = image::RgbImage::from_fn(w, h, |x, y| {
+        let v = knee(x % (w / 2), y * (w / 2) / h, w / 2);
+        image::Rgb([v, v, v])
+    });
+    let (overlay, roi) = fake_overlay();
+    let mut right = records::grading(1, [0.25, 0.55, 0.15, 0.04, 0.01]);
+    right.roi = Some(roi);
+    let mut left = records::grading(2, [0.05, 0.30, 0.45, 0.15, 0.05]);
+    left.refer = true;
+    left.refer_reason = Some(ReferReason::LowConfidence);
+    left.roi = Some(roi);
+    let knee = |g: &kneescreen::record::Grading, side, x| Knee {
+        side,
+        bbox: [x, 40, 240, 240],
+        detector_score: Some(1.2),
+        grade: g.grade,
+        grade_name: g.grade_name.clone(),
+        grade_description: "Grade description.".into(),
+        probabilities: g.probabilities.clone(),
+        oa: g.oa,
+        oa_probability: g.oa_probability,
+        confidence: g.confidence,
+        refer: g.refer,
+        refer_reason: g.refer_reason,
+        cam_grid: g.cam_grid.clone(),
+        roi: g.roi,
+        warnings: Vec::new(),
+    };
+    let knees = vec![knee(&right, Side::Right, 40), knee(&left, Side::Left, 360)];
+    let mut g = left.clone();
+    g.input_width = w;
+    g.input_height = h;
+    g.headline_knee = 1;
+    g.knees = knees;
+    let pictures = KneePictures {
+        overlay,
+        network_input: fake_network_input(),
+    };
+    Arc::new(Study {
+        record: records::graded(
+            "/srv/kneescreen/inbox/bilateral_0007.png",
+            &"0".repeat(64),
+            g,
+        ),
+        overlay: Some(pictures.overlay.clone()),
+        network_input: Some(pictures.network_input.clone()),
+        film: Some(film),
+        knees: vec![pictures.clone(), pictures],
+        patient: None,
+    })
+}
+
 /// Every case: name and state.
 fn cases() -> Vec<(&'static str, ViewState)> {
     let moderate = study(graded(
@@ -184,7 +220,7 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         [0.30, 0.38, 0.22, 0.08, 0.02],
         Some(ReferReason::LowConfidence),
     );
-    if let Some(g) = doubtful.result.as_mut() {
+    if let Some(g) = doubtful.grading_mut() {
         g.warnings.push(
             "image is 1200×600, not square: the model was trained on square single-knee joint crops, \
              so a full or bilateral radiograph may be graded unreliably"
@@ -209,22 +245,19 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         }),
         ..(*moderate).clone()
     });
-    let rejected = study(Record {
-        file: "/media/usb0/SCANS/2024-05/knee_left_0012.dcm".into(),
-        status: Status::Rejected,
-        reason: Some(
-            "the DICOM file is truncated: its pixel data ends 18 KB early (was the copy interrupted?)"
-                .into(),
-        ),
-        input_sha256: None,
-        result: None,
-    });
+    let rejected = study(Record::rejected(
+        "/media/usb0/SCANS/2024-05/knee_left_0012.dcm",
+        None,
+        "the DICOM file is truncated: its pixel data ends 18 KB early (was the copy interrupted?)",
+    ));
+    let film = film_study();
     let state = |view, study: Option<&Arc<Study>>| ViewState {
         view,
         study: study.cloned(),
         history_index: 2,
         history_len: if study.is_some() { 12 } else { 0 },
         busy: None,
+        knee: 0,
         status: status_info(),
     };
     vec![
@@ -241,6 +274,21 @@ fn cases() -> Vec<(&'static str, ViewState)> {
         ("rejected", state(View::Grade, Some(&rejected))),
         ("rejected-overlay", state(View::Overlay, Some(&rejected))),
         ("patient", state(View::Grade, Some(&with_patient))),
+        ("film", state(View::Film, Some(&film))),
+        (
+            "film-left-knee",
+            ViewState {
+                knee: 1,
+                ..state(View::Grade, Some(&film))
+            },
+        ),
+        (
+            "film-left-overlay",
+            ViewState {
+                knee: 1,
+                ..state(View::Overlay, Some(&film))
+            },
+        ),
         (
             "busy",
             ViewState {
@@ -420,10 +468,10 @@ fn odd_sizes_and_odd_data_draw_without_panicking_or_overflowing() {
         [f32::NAN, -1.0, 2.0, 0.0, 0.5],
         Some(ReferReason::LowConfidence),
     );
-    if let Some(g) = odd.result.as_mut() {
+    if let Some(g) = odd.grading_mut() {
         g.probabilities.extend([0.1; 4]);
         g.warnings = vec!["x".repeat(500); 10];
-        g.roi = Some(cam::Roi {
+        g.roi = Some(Roi {
             x: 200,
             y: 200,
             width: 500,
@@ -438,7 +486,13 @@ fn odd_sizes_and_odd_data_draw_without_panicking_or_overflowing() {
         last_error: Some("e".repeat(2000)),
         ..status_info()
     };
-    for view in View::ALL {
+    for view in [
+        View::Film,
+        View::Grade,
+        View::Overlay,
+        View::Input,
+        View::Status,
+    ] {
         let state = ViewState {
             view,
             study: Some(study(odd.clone())),
@@ -446,6 +500,7 @@ fn odd_sizes_and_odd_data_draw_without_panicking_or_overflowing() {
             history_len: 3,
             busy: Some("/".repeat(300)),
             status: long_status.clone(),
+            knee: 7,
         };
         for size in [
             (1, 1),
@@ -463,9 +518,22 @@ fn odd_sizes_and_odd_data_draw_without_panicking_or_overflowing() {
 
 #[test]
 fn a_short_press_cycles_through_the_four_views() {
-    let seen: Vec<View> = std::iter::successors(Some(View::Grade), |v| Some(v.next()))
-        .take(5)
-        .collect();
+    let mut state = ViewState::default();
+    state.open(Some(study(graded(
+        3,
+        "Moderate",
+        "",
+        [0.02, 0.08, 0.2, 0.6, 0.1],
+        None,
+    ))));
+    let seen: Vec<View> = std::iter::successors(Some(state), |s| {
+        let mut s = s.clone();
+        s.next();
+        Some(s)
+    })
+    .map(|s| s.view)
+    .take(5)
+    .collect();
     assert_eq!(
         seen,
         [

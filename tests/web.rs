@@ -7,13 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use kneescreen::analysis::{Grading, ModelId, Record, Status, Timings};
-use kneescreen::dicom::PatientIdentity;
 use kneescreen::hw::ButtonEvent;
-use kneescreen::web::{serve, Console, ResultFile, WebConfig, WebServer};
+use kneescreen::pipeline::decode::dicom::identity::PatientIdentity;
+use kneescreen::record::Record;
+use kneescreen::store::results_dir::ResultFile;
+use kneescreen::web::{serve, Console, WebConfig, WebServer};
 use serde_json::{json, Value};
 
-mod http_client;
+use crate::support::{http_client, records};
 use http_client::*;
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
@@ -62,37 +63,10 @@ fn sha_of(bytes: &[u8]) -> String {
 }
 
 fn ok_record(file: &str, sha: &str) -> Record {
-    Record {
-        file: file.to_string(),
-        status: Status::Ok,
-        reason: None,
-        input_sha256: Some(sha.to_string()),
-        result: Some(Grading {
-            grade: 2,
-            grade_name: "Minimal".into(),
-            grade_description: "Definite osteophytes, possible joint-space narrowing".into(),
-            probabilities: vec![0.05, 0.15, 0.6, 0.15, 0.05],
-            oa: true,
-            oa_probability: 0.8,
-            confidence: 0.6,
-            refer: false,
-            refer_reason: None,
-            warnings: vec![],
-            cam_grid: vec![vec![0.0; 7]; 7],
-            roi: None,
-            input_width: 224,
-            input_height: 224,
-            dicom: None,
-            model: ModelId {
-                name: "fake".into(),
-                variant: "int8".into(),
-                sha256: "0".repeat(64),
-                preprocessing: "seed".into(),
-            },
-            timings_ms: Timings::default(),
-            notice: "Screening aid, not a diagnosis.".into(),
-        }),
-    }
+    let mut g = records::grading(2, [0.05, 0.15, 0.6, 0.15, 0.05]);
+    g.grade_name = "Minimal".into();
+    g.grade_description = "Definite osteophytes, possible joint-space narrowing".into();
+    records::graded(file, sha, g)
 }
 
 impl Console for Fake {
@@ -116,13 +90,11 @@ impl Console for Fake {
         let record = if bytes.starts_with(PNG_MAGIC) {
             ok_record(client_name, &sha)
         } else {
-            Record {
-                file: client_name.to_string(),
-                status: Status::Rejected,
-                reason: Some("not a PNG, JPEG or DICOM image".into()),
-                input_sha256: Some(sha.clone()),
-                result: None,
-            }
+            Record::rejected(
+                client_name,
+                Some(sha.clone()),
+                "not a PNG, JPEG or DICOM image",
+            )
         };
         let mut stored = self.stored.lock().unwrap();
         let stem = format!("upload-{}", stored.len());
@@ -146,6 +118,7 @@ impl Console for Fake {
             ResultFile::Json => serde_json::to_vec(&ok_record("knee left.png", "a")).unwrap(),
             ResultFile::Overlay => [PNG_MAGIC, b"overlay"].concat(),
             ResultFile::Input => [PNG_MAGIC, b"input"].concat(),
+            _ => return None,
         })
     }
 

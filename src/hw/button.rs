@@ -9,7 +9,16 @@ use std::time::Duration;
 use gpiocdev::line::EdgeKind;
 
 use super::gpio::{self, GpioError};
-use super::ButtonEvent;
+
+/// What the push-button (or its keyboard and web-console stand-ins) asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ButtonEvent {
+    /// Short press: the next view.
+    Next,
+    /// Long press: the previous study.
+    Previous,
+}
 
 /// A change of the button's state, as the line reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

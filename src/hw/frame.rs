@@ -11,7 +11,7 @@ use embedded_graphics::{
     Pixel,
 };
 
-use super::Panel;
+use super::panel::Panel;
 
 /// A `width`×`height` Rgb565 image in row-major order, plus a copy of what the glass shows, so a
 /// flush can send just the rows that differ (a status view that changes one number costs a few

@@ -15,38 +15,17 @@ pub mod button; // short/long press from edge times, GPIO and keyboard sources
 pub mod frame; // off-screen frame; sends only changed rows to a display
 pub mod framebuffer; // /dev/fbN (HDMI, DSI, kernel-driven panels)
 pub mod gpio; // GPIO lines by name (gpiocdev)
+pub mod panel; // the Panel seam every display implements
 pub mod spi_panel; // SPI TFT panels (mipidsi)
 pub mod test_pattern; // bring-up picture for checking a panel's config
 pub mod virtual_panel; // in memory: PNG for the web console and panel.png
 
-pub use button::{spawn_gpio_button, spawn_keyboard, PressClassifier};
+pub use button::{spawn_gpio_button, spawn_keyboard, ButtonEvent, PressClassifier};
 pub use framebuffer::{FbError, FbPanel};
+pub use panel::Panel;
 pub use spi_panel::{SpiPanel, SpiPanelConfig, SpiPanelError};
 pub use test_pattern::draw_test_pattern;
 pub use virtual_panel::VirtualPanel;
-
-/// A display that the views draw into off-screen; nothing reaches the glass until `flush`, so a
-/// half-drawn frame is never shown.
-pub trait Panel: DrawTarget<Color = Rgb565> {
-    /// Sends the frame drawn since the last flush to the display.
-    fn flush(&mut self) -> anyhow::Result<()>;
-
-    /// The last flushed frame as PNG, for panels that keep one (the virtual panel); the web
-    /// console's mirror of any other panel is drawn separately.
-    fn frame_png(&self) -> Option<Vec<u8>> {
-        None
-    }
-}
-
-/// What the push-button (or its keyboard and web-console stand-ins) asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ButtonEvent {
-    /// Short press: the next view.
-    Next,
-    /// Long press: the previous study.
-    Previous,
-}
 
 /// Which display backend drives the panel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

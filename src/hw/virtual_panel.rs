@@ -12,7 +12,7 @@ use embedded_graphics::{
 use image::{ImageFormat, RgbImage};
 
 use super::frame::{BufferedPanel, Frame, FrameSink};
-use crate::results::write_atomic;
+use crate::store::atomic::write_atomic;
 
 /// A panel of any size that lives in memory; it shows what an attached display would show.
 pub type VirtualPanel = BufferedPanel<PngSink>;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use super::{is_ignored_file, is_ignored_folder, IngestError};
+use super::rules::{is_ignored_file, is_ignored_folder, IngestError};
 
 /// How often every folder is walked again. Walking compares (path, size, mtime) only, so it costs
 /// one `stat` per file; 2 s keeps a stick's files appearing promptly without using the CPU.

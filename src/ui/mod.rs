@@ -6,98 +6,16 @@
 //! fonts for the panel size and never lets text overflow its area. `render` draws the whole frame,
 //! so the caller draws into an off-screen panel and flushes it.
 
-mod layout;
-mod views;
-
-use std::sync::Arc;
+mod layout; // fonts, areas and text that never overflows, for any panel size
+mod state; // the view, the study and the status a frame is drawn from
+mod views; // each view's drawing
 
 use embedded_graphics::{pixelcolor::Rgb565, prelude::DrawTarget};
-use image::{GrayImage, RgbImage};
 
-use crate::analysis::{Analysis, Record};
-use crate::dicom::PatientIdentity;
+use crate::pipeline::decode::dicom::identity::PatientIdentity;
 use layout::{colour, Align, Cut, Font, Screen};
-
-/// The views, in the order a short button press cycles through them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum View {
-    /// KL grade, OA, probabilities, refer flag.
-    #[default]
-    Grade,
-    /// The X-ray with the Grad-CAM heatmap and the region of interest.
-    Overlay,
-    /// The preprocessed image the network was given.
-    Input,
-    /// Model, queue, inputs watched, errors, free disk.
-    Status,
-}
-
-impl View {
-    pub const ALL: [View; 4] = [View::Grade, View::Overlay, View::Input, View::Status];
-
-    /// The view after this one, wrapping from Status back to Grade.
-    pub fn next(self) -> View {
-        // `number` is 1-based, so it is already the index of the next view.
-        View::ALL[self.number() % View::ALL.len()]
-    }
-
-    /// 1-based position, as shown in the footer ("view 2/4").
-    pub fn number(self) -> usize {
-        self as usize + 1
-    }
-}
-
-/// One analysed (or rejected) input, with its pictures.
-#[derive(Debug, Clone)]
-pub struct Study {
-    pub record: Record,
-    pub overlay: Option<RgbImage>,
-    pub network_input: Option<GrayImage>,
-    /// Shown in the footer instead of the file name, only when the configuration enables it.
-    pub patient: Option<PatientIdentity>,
-}
-
-impl From<Analysis> for Study {
-    fn from(a: Analysis) -> Study {
-        Study {
-            record: a.record,
-            overlay: a.overlay,
-            network_input: a.network_input,
-            patient: None,
-        }
-    }
-}
-
-/// What the status view reports about the appliance (and the console's `/api/status`).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct StatusInfo {
-    /// Model name and variant, e.g. "kneekl-mnv2 int8".
-    pub model: String,
-    /// Inputs found but not analysed yet.
-    pub queue: usize,
-    /// Folders and USB mounts being watched.
-    pub watched: Vec<String>,
-    /// The newest problem that still stands, in words a technician understands.
-    pub last_error: Option<String>,
-    /// Free space in the results folder; `None` when it cannot be read.
-    pub free_disk_bytes: Option<u64>,
-    pub processed: u64,
-    pub rejected: u64,
-}
-
-/// Everything a frame depends on: rendering the same state always draws the same pixels.
-#[derive(Debug, Clone, Default)]
-pub struct ViewState {
-    pub view: View,
-    /// The study shown; `None` until the first input has been analysed (a waiting screen).
-    pub study: Option<Arc<Study>>,
-    /// 0-based position of `study` among the `history_len` studies kept; shown 1-based.
-    pub history_index: usize,
-    pub history_len: usize,
-    /// The file being analysed now, if any: a "working…" strip shows on every view.
-    pub busy: Option<String>,
-    pub status: StatusInfo,
-}
+use state::file_name;
+pub use state::{StatusInfo, Study, View, ViewState};
 
 /// Draws the whole frame for `state` (every pixel of `target` is written).
 pub fn render<D: DrawTarget<Color = Rgb565>>(
@@ -113,20 +31,15 @@ pub fn render<D: DrawTarget<Color = Rgb565>>(
     }
     let footer = rest.take_bottom(screen.theme.line_height(Font::Small) + screen.theme.pad);
     footer_bar(&mut screen, footer, state)?;
-    match (state.view, state.study.as_deref()) {
+    let focused = state.study.as_deref().map(|s| s.focus(state.knee));
+    match (state.view, focused.as_ref()) {
         (View::Status, _) => views::status(&mut screen, rest, &state.status),
         (_, None) => views::waiting(&mut screen, rest, &state.status),
+        (View::Film, Some(study)) => views::film(&mut screen, rest, study),
         (View::Grade, Some(study)) => views::grade(&mut screen, rest, &study.record),
         (View::Overlay, Some(study)) => views::overlay(&mut screen, rest, study),
         (View::Input, Some(study)) => views::input(&mut screen, rest, study),
     }
-}
-
-/// The last path component: panels are too narrow for folders.
-fn file_name(path: &str) -> &str {
-    path.rsplit(['/', '\\'])
-        .find(|s| !s.is_empty())
-        .unwrap_or(path)
 }
 
 /// "working… knee_0012.png" on a blue strip, whatever view is shown.
@@ -166,11 +79,8 @@ fn footer_bar<D: DrawTarget<Color = Rgb565>>(
         0 => "no studies yet".to_string(),
         n => format!("study {}/{n}", (state.history_index + 1).min(n)),
     };
-    let left = format!(
-        "view {}/{} \u{b7} {position}",
-        state.view.number(),
-        View::ALL.len()
-    );
+    let (view, views) = state.position();
+    let left = format!("view {view}/{views} \u{b7} {position}");
     let left_width = screen.theme.width_of(Font::Small, left.chars().count());
     screen.text(
         row.take_left(left_width),

@@ -7,9 +7,9 @@ use embedded_graphics::{
 };
 
 use super::layout::{colour, ellipsize, Align, Area, Cut, Font, Screen};
-use super::{file_name, StatusInfo, Study};
-use crate::analysis::{Grading, Record};
-use crate::cam;
+use super::state::{file_name, StatusInfo, Study};
+use crate::pipeline::cam;
+use crate::record::{Grading, Knee, Outcome, Record};
 
 type Drawn<D> = Result<(), <D as DrawTarget>::Error>;
 
@@ -28,8 +28,9 @@ pub fn grade<D: DrawTarget<Color = Rgb565>>(
     area: Area,
     record: &Record,
 ) -> Drawn<D> {
-    let Some(g) = &record.result else {
-        return rejected(s, area, record);
+    let g = match &record.outcome {
+        Outcome::Ok(g) => g,
+        Outcome::Rejected { reason } => return rejected(s, area, record, reason),
     };
     let pad = s.theme.pad;
     let mut rest = area.inset(pad);
@@ -165,6 +166,7 @@ fn rejected<D: DrawTarget<Color = Rgb565>>(
     s: &mut Screen<D>,
     area: Area,
     record: &Record,
+    reason: &str,
 ) -> Drawn<D> {
     let pad = s.theme.pad;
     let mut rest = area.inset(pad);
@@ -183,7 +185,6 @@ fn rejected<D: DrawTarget<Color = Rgb565>>(
     }
     rest.take_top(pad);
     s.line(&mut rest, "Reason", Font::Small, colour::DIM)?;
-    let reason = record.reason.as_deref().unwrap_or("no reason was recorded");
     s.paragraph(&mut rest, reason, Font::Body, colour::TEXT, usize::MAX)
 }
 
@@ -196,7 +197,7 @@ pub fn overlay<D: DrawTarget<Color = Rgb565>>(
     let Some(img) = &study.overlay else {
         return no_picture(s, area, "No heatmap", &study.record);
     };
-    let grading = study.record.result.as_ref();
+    let grading = study.record.grading();
     let roi = grading.and_then(|g| g.roi);
     let looked_for = match grading {
         Some(g) => format!(
@@ -242,6 +243,68 @@ pub fn overlay<D: DrawTarget<Color = Rgb565>>(
         s.outline(outline, colour::ROI, (s.theme.pad / 4).max(1))?;
     }
     Ok(())
+}
+
+/// The whole radiograph with each knee's box, and beside each box its side and grade.
+pub fn film<D: DrawTarget<Color = Rgb565>>(
+    s: &mut Screen<D>,
+    area: Area,
+    study: &Study,
+) -> Drawn<D> {
+    let (Some(img), Some(g)) = (&study.film, study.record.grading()) else {
+        return no_picture(s, area, "No radiograph", &study.record);
+    };
+    let found = match g.knees.len() {
+        1 => "1 knee joint found".to_string(),
+        n => format!("{n} knee joints found"),
+    };
+    let mut caption = vec![
+        Caption::Text("Radiograph".into(), Font::Bold, colour::TEXT),
+        Caption::Text(found, Font::Small, colour::DIM),
+    ];
+    for knee in &g.knees {
+        let refer = if knee.refer { ", REFER" } else { "" };
+        let oa = if knee.oa { "OA" } else { "no OA" };
+        caption.push(Caption::Text(
+            format!("{}: KL {} ({oa}{refer})", knee.side.title(), knee.grade),
+            Font::Small,
+            knee_colour(knee),
+        ));
+    }
+    let size = img.dimensions();
+    let placed = picture_with_caption(s, area, size, &caption, |x, y| {
+        let [r, g, b] = img.get_pixel(x, y).0;
+        Rgb888::new(r, g, b).into()
+    })?;
+    // Labels at panel resolution, inside each box's top-left corner.
+    let scale = placed.w as f32 / g.input_width.max(1) as f32;
+    for knee in &g.knees {
+        let [x, y, ..] = knee.bbox;
+        let label = format!("{} {}", knee.side.letter(), knee.grade);
+        let width = s.theme.width_of(Font::Bold, label.chars().count());
+        let height = s.theme.line_height(Font::Bold);
+        let at = |v: i64, len: u32, room: u32| {
+            ((v as f32 * scale).max(0.0) as u32 + s.theme.pad / 2).min(len.saturating_sub(room))
+        };
+        let tag = Area {
+            x: placed.x + at(x, placed.w, width) as i32,
+            y: placed.y + at(y, placed.h, height) as i32,
+            w: width,
+            h: height,
+        };
+        s.fill(tag, colour::BACKGROUND)?;
+        s.text(tag, &label, Font::Bold, knee_colour(knee), Align::Left)?;
+    }
+    Ok(())
+}
+
+/// A knee's colour on the panel: amber when referred, red for OA, green otherwise (as its box).
+fn knee_colour(knee: &Knee) -> Rgb565 {
+    match (knee.refer, knee.oa) {
+        (true, _) => colour::WARN,
+        (false, true) => colour::ALERT,
+        (false, false) => colour::GOOD,
+    }
 }
 
 /// The preprocessed image exactly as the network received it.
@@ -357,7 +420,7 @@ fn no_picture<D: DrawTarget<Color = Rgb565>>(
     record: &Record,
 ) -> Drawn<D> {
     let width = area.inset(s.theme.pad).w;
-    let text = match &record.reason {
+    let text = match record.rejection() {
         Some(reason) => format!("This file was rejected: {reason}"),
         None => "No picture was kept for this study.".to_string(),
     };

@@ -34,22 +34,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::analysis::Record;
-use crate::dicom::PatientIdentity;
 use crate::hw::ButtonEvent;
+use crate::pipeline::decode::dicom::identity::PatientIdentity;
+use crate::record::Record;
+use crate::store::results_dir::{self, ResultFile};
 use auth::{Access, Auth, Verdict};
 use http::{Request, Response};
-
-/// The files the results folder keeps for one study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultFile {
-    /// `<stem>.json`: the record.
-    Json,
-    /// `<stem>.overlay.png`: the X-ray with the Grad-CAM heatmap and ROI.
-    Overlay,
-    /// `<stem>.input.png`: the preprocessed network input.
-    Input,
-}
 
 /// What the console needs from the appliance.
 pub trait Console: Send + Sync + 'static {
@@ -159,6 +149,23 @@ pub fn serve(cfg: WebConfig, console: Arc<dyn Console>) -> anyhow::Result<WebSer
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const LOGIN_HTML: &str = include_str!("assets/login.html");
 const APP_JS: &str = include_str!("assets/app.js");
+/// Where app.js takes the results folder's file names, which `ResultFile` owns.
+const RESULT_FILES_SLOT: &str = "/*RESULT_FILES*/{}";
+
+/// app.js with the results folder's file names filled in, made once.
+fn app_js() -> &'static str {
+    static JS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    JS.get_or_init(|| {
+        let names: serde_json::Map<String, serde_json::Value> = results_dir::KINDS
+            .into_iter()
+            .map(|(key, suffix)| (key.to_string(), suffix.into()))
+            .collect();
+        APP_JS.replace(
+            RESULT_FILES_SLOT,
+            &serde_json::Value::Object(names).to_string(),
+        )
+    })
+}
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const ICON_SVG: &str = include_str!("assets/icon.svg");
 
@@ -205,7 +212,7 @@ impl Route {
             "/" | "/recent" | "/panel" | "/status" => Route::Page,
             "/login" => Route::Login,
             "/logout" => Route::Logout,
-            "/assets/app.js" => Route::Asset(APP_JS, "text/javascript; charset=utf-8"),
+            "/assets/app.js" => Route::Asset(app_js(), "text/javascript; charset=utf-8"),
             "/assets/style.css" => Route::Asset(STYLE_CSS, "text/css; charset=utf-8"),
             "/assets/icon.svg" | "/favicon.ico" => Route::Asset(ICON_SVG, "image/svg+xml"),
             "/api/analyze" => Route::Analyze,
@@ -218,14 +225,8 @@ impl Route {
                     valid_stem(stem)?;
                     Route::Page
                 } else if let Some(name) = path.strip_prefix("/api/results/") {
-                    let (stem, kind) = [
-                        (".json", ResultFile::Json),
-                        (".overlay.png", ResultFile::Overlay),
-                        (".input.png", ResultFile::Input),
-                    ]
-                    .into_iter()
-                    .find_map(|(suffix, kind)| name.strip_suffix(suffix).map(|s| (s, kind)))
-                    .ok_or((404, "no such result file"))?;
+                    let (stem, kind) =
+                        ResultFile::parse(name).ok_or((404, "no such result file"))?;
                     valid_stem(stem)?;
                     Route::ResultFile(stem.to_string(), kind)
                 } else if let Some(stem) = path.strip_prefix("/api/patient/") {
@@ -485,8 +486,10 @@ impl Site {
         let name = multipart::sanitize_name(file.filename.as_deref());
         match self.console.analyze_upload(file.bytes, &name) {
             // Where the stored copy of this record lives (and so the study's name).
-            Ok((stem, record)) => json_response(&record)
-                .with_header("Content-Location", format!("/api/results/{stem}.json")),
+            Ok((stem, record)) => json_response(&record).with_header(
+                "Content-Location",
+                format!("/api/results/{}", ResultFile::Json.name(&stem)),
+            ),
             Err(e) => error(500, &format!("the analysis failed: {e}")),
         }
     }
@@ -522,13 +525,7 @@ impl Site {
 
     fn result_file(&self, stem: &str, kind: ResultFile) -> Response {
         match self.console.result_file(stem, kind) {
-            Some(bytes) => {
-                let kind = match kind {
-                    ResultFile::Json => "application/json",
-                    ResultFile::Overlay | ResultFile::Input => "image/png",
-                };
-                Response::new(200, kind, bytes)
-            }
+            Some(bytes) => Response::new(200, kind.content_type(), bytes),
             None => error(404, "no such result"),
         }
     }
@@ -683,5 +680,26 @@ mod tests {
         );
         assert_eq!(form_value(b"pin=%zz%", "pin").as_deref(), Some("%zz%"));
         assert_eq!(form_value(b"x=1", "pin"), None);
+    }
+
+    #[test]
+    fn app_js_gets_every_result_file_name_from_the_results_folder_owner() {
+        assert_eq!(APP_JS.matches(RESULT_FILES_SLOT).count(), 1);
+        let js = app_js();
+        assert!(!js.contains(RESULT_FILES_SLOT));
+        for (key, suffix) in results_dir::KINDS {
+            let entry = format!("\"{key}\":\"{suffix}\"");
+            assert!(js.contains(&entry), "{key}");
+        }
+        // The script spells no name of its own.
+        for name in [
+            ".overlay.png",
+            ".input.png",
+            ".film.png",
+            "'.json'",
+            "\\.json",
+        ] {
+            assert!(!APP_JS.contains(name), "app.js spells {name}");
+        }
     }
 }

@@ -26,7 +26,7 @@ pub enum MultipartError {
     #[error("send one file per request (the form field \"file\" appears more than once)")]
     SeveralFiles,
     /// The file is larger than the upload limit.
-    #[error("the file is larger than the upload limit of {} (web.max_upload_mb in the configuration)", crate::decode::megabytes(*.0))]
+    #[error("the file is larger than the upload limit of {} (web.max_upload_mb in the configuration)", crate::pipeline::decode::limits::megabytes(*.0))]
     TooLarge(u64),
 }
 

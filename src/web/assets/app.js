@@ -40,7 +40,15 @@ async function api(path, options) {
   return { body, res };
 }
 
-const resultUrl = (stem, suffix) => '/api/results/' + encodeURIComponent(stem) + suffix;
+// The results folder's file names ({json, overlay, input} → suffix), filled in by the appliance.
+const RESULT_FILES = /*RESULT_FILES*/{};
+const resultName = (stem, kind, n) => stem + RESULT_FILES[kind].replace('{n}', n);
+// The study's stem from the answer's Content-Location (/api/results/<stem><json suffix>).
+const stemOf = (url) => {
+  const m = /^\/api\/results\/([A-Za-z0-9_-]+)$/.exec(url.endsWith(RESULT_FILES.json) ? url.slice(0, -RESULT_FILES.json.length) : '');
+  return m && m[1];
+};
+const resultUrl = (stem, kind, n) => '/api/results/' + encodeURIComponent(resultName(stem, kind, n));
 
 function failure(message) {
   return h('p', { class: 'error', role: 'alert' }, message);
@@ -63,7 +71,7 @@ function gradeSummary(rec) {
       rec.refer ? h('span', { class: 'badge refer' }, 'Refer: ' + referReason(rec)) : null));
 }
 
-// Why a record is referred, in the words the panel uses (src/analysis.rs, ReferReason::label).
+// Why a record is referred, in the words the panel uses (src/record.rs, ReferReason::label).
 function referReason(rec) {
   return rec.refer_reason === 'not_a_radiograph' ? 'not a greyscale radiograph' : 'low confidence';
 }
@@ -155,7 +163,7 @@ function newJob(file) {
       const card = h('div', { class: 'result' }, gradeSummary(rec));
       if (stem) {
         if (rec.status === 'ok') {
-          card.prepend(picture(resultUrl(stem, '.overlay.png'), 'Grad-CAM overlay', 'overlay'));
+          card.prepend(picture(resultUrl(stem, 'overlay'), 'Grad-CAM overlay', 'overlay'));
         }
         card.append(h('a', { class: 'open', href: '/study/' + encodeURIComponent(stem) }, 'Open study →'));
       }
@@ -199,8 +207,7 @@ async function runJob(job, maxBytes) {
     }
     if (r.status === 401) { location.reload(); return; }
     if (r.status === 200 && r.body) {
-      const m = /^\/api\/results\/([A-Za-z0-9_-]+)\.json$/.exec(r.location || '');
-      job.done(r.body, m && m[1]);
+      job.done(r.body, stemOf(r.location || ''));
       return;
     }
     job.fail((r.body && r.body.error) || (r.status ? 'Error ' + r.status : 'The appliance did not answer.'));
@@ -214,7 +221,7 @@ async function studyPage(stem) {
   main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
   let rec;
   try {
-    rec = (await api(resultUrl(stem, '.json'))).body;
+    rec = (await api(resultUrl(stem, 'json'))).body;
   } catch (e) {
     main.replaceChildren(h('h1', {}, 'Study'), failure(e.message));
     return;
@@ -228,19 +235,22 @@ async function studyPage(stem) {
     }
   }
   info.append(h('p', { class: 'notice' }, rec.notice || 'Screening aid — not a diagnosis.'));
+  const found = ok && isFilm(rec);
   const parts = [
     h('p', { class: 'crumbs' }, h('a', { href: '/recent' }, '← Recent studies')),
     h('h1', { class: 'study-title' }, rec.file || stem),
     await patientLine(stem),
-    h('div', { class: 'study' }, info, ok ? h('section', { class: 'pictures' },
-      picture(resultUrl(stem, '.overlay.png'), 'X-ray with Grad-CAM heatmap and region of interest', 'overlay'),
-      picture(resultUrl(stem, '.input.png'), 'Network input (preprocessed)', 'input')) : null),
+    h('div', { class: 'study' }, info, ok && !found ? h('section', { class: 'pictures' },
+      picture(resultUrl(stem, 'overlay'), 'X-ray with Grad-CAM heatmap and region of interest', 'overlay'),
+      picture(resultUrl(stem, 'input'), 'Network input (preprocessed)', 'input')) : null),
+    found ? filmCard(stem, rec) : null,
+    ...(found ? rec.knees.map((k, i) => kneeCard(stem, k, i + 1)) : []),
   ];
   const details = h('dl', { class: 'details' });
   const row = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
   if (ok) {
     const t = rec.timings_ms || {};
-    row('Timings', ['decode', 'preprocess', 'inference', 'cam', 'overlay', 'total']
+    row('Timings', ['decode', 'localize', 'preprocess', 'inference', 'cam', 'overlay', 'total']
       .filter((k) => t[k] != null).map((k) => k + ' ' + ms(t[k])).join(' · '));
     if (rec.model) row('Model', rec.model.name + ' (' + rec.model.variant + ')');
     row('Image', rec.input_width + ' × ' + rec.input_height + ' px');
@@ -254,12 +264,52 @@ async function studyPage(stem) {
   }
   if (rec.input_sha256) row('SHA-256', rec.input_sha256);
   const downloads = h('p', { class: 'downloads' },
-    h('a', { class: 'button', href: resultUrl(stem, '.json'), download: stem + '.json' }, 'Download JSON'),
-    ok ? h('a', { class: 'button', href: resultUrl(stem, '.overlay.png'), download: stem + '.overlay.png' },
+    h('a', { class: 'button', href: resultUrl(stem, 'json'), download: resultName(stem, 'json') }, 'Download JSON'),
+    ok ? h('a', { class: 'button', href: resultUrl(stem, 'overlay'), download: resultName(stem, 'overlay') },
       'Download overlay PNG') : null);
   parts.push(h('section', { class: 'card' }, h('h2', {}, 'Details'), details, downloads));
   main.replaceChildren(...parts.filter(Boolean));
   document.title = (ok ? 'KL ' + rec.grade : 'Rejected') + ' · ' + (rec.file || stem) + ' · kneescreen';
+}
+
+// Knees were found in a larger radiograph (rather than the whole image being one joint crop).
+function isFilm(rec) {
+  return Array.isArray(rec.knees) && rec.knees.some((k) => k.detector_score != null);
+}
+
+const sideTitle = { right: 'Right knee', left: 'Left knee', unknown: 'Knee, side unknown' };
+const sideLetter = { right: 'R', left: 'L', unknown: '?' };
+
+// The whole radiograph with a labelled box per knee (the boxes are drawn in the picture).
+function filmCard(stem, rec) {
+  const fig = h('figure', { class: 'film' });
+  const img = h('img', { src: resultUrl(stem, 'film'), alt: 'Radiograph with the knee joints found' });
+  img.addEventListener('error', () => fig.classList.add('missing'));
+  fig.append(img);
+  for (const k of rec.knees) {
+    const [x, y] = k.box;
+    const tag = h('span', { class: 'knee-tag' + (k.refer ? ' refer' : k.oa ? ' oa' : ' no-oa') },
+      sideLetter[k.side] + ' KL' + k.grade);
+    tag.style.left = Math.max(0, 100 * x / rec.input_width).toFixed(2) + '%';
+    tag.style.top = Math.max(0, 100 * y / rec.input_height).toFixed(2) + '%';
+    fig.append(tag);
+  }
+  const n = rec.knees.length;
+  return h('section', { class: 'card' }, h('h2', {}, n === 1 ? '1 knee joint found' : n + ' knee joints found'), fig);
+}
+
+// One knee of a radiograph: its grade, probabilities, warnings and pictures.
+function kneeCard(stem, k, n) {
+  const summary = gradeSummary(Object.assign({ status: 'ok' }, k));
+  const warnings = k.warnings && k.warnings.length
+    ? h('ul', { class: 'warnings' }, k.warnings.map((w) => h('li', {}, w))) : null;
+  return h('section', { class: 'card knee' },
+    h('h2', {}, sideTitle[k.side] || 'Knee'),
+    h('div', { class: 'study' },
+      h('div', { class: 'summary' }, summary, bars(k.probabilities, k.grade), warnings),
+      h('section', { class: 'pictures' },
+        picture(resultUrl(stem, 'knee_overlay', n), 'Grad-CAM heatmap, ' + (sideTitle[k.side] || 'knee'), 'overlay'),
+        picture(resultUrl(stem, 'knee_input', n), 'Network input (preprocessed)', 'input'))));
 }
 
 /* The patient of a DICOM study: answered only when the appliance is set to show identity. */

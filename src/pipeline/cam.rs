@@ -4,6 +4,8 @@
 use image::{GrayImage, Rgb, RgbImage};
 use thiserror::Error;
 
+use crate::record::Roi;
+
 /// Default ROI threshold on the normalised heatmap.
 pub const ROI_THRESHOLD: f32 = 0.5;
 
@@ -430,17 +432,6 @@ pub fn overlay(xray: &GrayImage, heat: &CamGrid, alpha: f32) -> Result<RgbImage,
         }
     }
     Ok(out)
-}
-
-/// Bounding box of the region of interest, in heatmap pixels.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Roi {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-    /// Pixels of the region (not of its box) over all pixels of the heatmap.
-    pub area_fraction: f32,
 }
 
 /// Bounding box of the largest 8-connected region whose heat is ≥ `threshold`

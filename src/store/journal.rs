@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::Status;
+use crate::record::Status;
 
 /// The journal's file name inside the results folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -215,7 +215,7 @@ impl Journal {
             });
         }
         let bytes = serde_json::to_vec_pretty(note).map_err(io::Error::other)?;
-        crate::results::write_atomic(&path, &bytes)
+        crate::store::atomic::write_atomic(&path, &bytes)
     }
 
     /// Number of distinct inputs done.

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::analysis;
-use crate::decode::Limits;
-use crate::metrics::{self, Metrics};
-use crate::model::Classifier;
+use crate::pipeline;
+use crate::pipeline::decode::limits::Limits;
+use crate::pipeline::model::Classifier;
+use crate::record::Outcome;
+use crate::tools::metrics::{self, Metrics};
 
 /// Shows progress on stderr when it is a terminal.
 pub struct Progress {
@@ -84,16 +85,15 @@ pub fn evaluate(
     let files = labelled_files(dir, classes)?;
     let (mut truth, mut pred, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for (i, (path, grade)) in files.iter().enumerate() {
-        let analysis = analysis::analyze_path(path, classifier, limits)?;
-        match (&analysis.record.result, &analysis.record.reason) {
-            (Some(g), _) => {
+        let analysis = pipeline::analyze_file(path, classifier, limits)?;
+        match &analysis.record.outcome {
+            Outcome::Ok(g) => {
                 truth.push(*grade);
                 pred.push(g.grade);
             }
-            (None, reason) => skipped.push((
-                path.display().to_string(),
-                reason.clone().unwrap_or_default(),
-            )),
+            Outcome::Rejected { reason } => {
+                skipped.push((path.display().to_string(), reason.clone()))
+            }
         }
         progress.show(i + 1, files.len());
     }

@@ -45,13 +45,28 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// The tests' one pseudo-random generator (xorshift32): deterministic, no dependency.
+pub struct XorShift32(u32);
+
+impl XorShift32 {
+    /// Starts from `state` (0 is replaced by 1: xorshift never leaves 0).
+    pub fn new(state: u32) -> Self {
+        XorShift32(state.max(1))
+    }
+
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+}
+
 /// A knee-like synthetic radiograph: two bright bone ends and a dark joint gap, with noise.
 pub fn synthetic_knee(width: u32, height: u32, seed: u32) -> image::GrayImage {
-    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
+    let mut rng = XorShift32::new(seed.wrapping_mul(2_654_435_761));
     image::GrayImage::from_fn(width, height, |x, y| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
+        let state = rng.next_u32();
         let (u, v) = (
             x as f32 / width as f32 - 0.5,
             y as f32 / height as f32 - 0.5,
@@ -70,5 +85,5 @@ pub fn write_png(path: &Path, img: &image::GrayImage) {
 }
 
 pub fn sha256(path: &Path) -> String {
-    kneescreen::model::sha256_hex(&std::fs::read(path).expect("read file"))
+    kneescreen::pipeline::model::sha256_hex(&std::fs::read(path).expect("read file"))
 }

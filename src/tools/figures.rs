@@ -1,7 +1,7 @@
 //! Report figures drawn in memory: an embedded-graphics canvas over an `RgbImage`, and the
 //! confusion-matrix image of an evaluation.
 
-use crate::metrics::Metrics;
+use crate::tools::metrics::Metrics;
 use embedded_graphics::{
     mono_font::{
         ascii::{FONT_10X20, FONT_6X10, FONT_9X15},

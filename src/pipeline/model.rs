@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use tract_onnx::pb::{ModelProto, TensorProto};
 use tract_onnx::prelude::*;
 
-use crate::cam::{self, CamError, FeatureMap, Head};
-use crate::preprocess::{self, INPUT_SIZE};
+use crate::pipeline::cam::{self, CamError, FeatureMap, Head};
+use crate::pipeline::preprocess::{self, INPUT_SIZE};
 
 /// File name of the model card inside a models folder.
 pub const CARD_FILE: &str = "card.json";
@@ -251,6 +251,14 @@ pub struct Classifier {
     pub sha256: String,
     features_index: usize,
     logits_index: usize,
+    /// Threads for one image's network passes: with two or more, the image and its mirror run
+    /// at the same time.
+    threads: usize,
+}
+
+/// The default for `Classifier::threads`: every core this process may use.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl Classifier {
@@ -305,6 +313,7 @@ impl Classifier {
             sha256,
             features_index,
             logits_index,
+            threads: default_threads(),
         };
         classifier.self_test()?;
         Ok(classifier)
@@ -318,16 +327,36 @@ impl Classifier {
         &self.head
     }
 
+    /// Threads one image's passes may use (at least 1).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Sets the threads one image's passes may use (0 is taken as 1).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
     /// Classifies the network input image (`preprocess::preprocess`), as the card says: one pass,
     /// or the mean of the image's and its mirror's logits.
     pub fn classify(&self, network_input: &image::GrayImage) -> Result<Classification, ModelError> {
-        let image = self.infer(&preprocess::to_network_input(network_input))?;
-        let mirrored = match self.card.flip_average {
-            true => {
-                let flipped = image::imageops::flip_horizontal(network_input);
-                Some(self.infer(&preprocess::to_network_input(&flipped))?)
-            }
-            false => None,
+        let pass = |img: &image::GrayImage| self.infer(&preprocess::to_network_input(img));
+        let flipped = self
+            .card
+            .flip_average
+            .then(|| image::imageops::flip_horizontal(network_input));
+        let (image, mirrored) = match &flipped {
+            // Both views at once: the mirror on a second thread.
+            Some(flipped) if self.threads > 1 => std::thread::scope(|scope| {
+                let mirror = scope.spawn(|| pass(flipped));
+                let image = pass(network_input);
+                let mirror = mirror
+                    .join()
+                    .map_err(|_| ModelError::Tract("the mirror's network pass panicked".into()))?;
+                Ok::<_, ModelError>((image?, Some(mirror?)))
+            })?,
+            Some(flipped) => (pass(network_input)?, Some(pass(flipped)?)),
+            None => (pass(network_input)?, None),
         };
         let logits: Vec<f32> = match &mirrored {
             Some(m) => image

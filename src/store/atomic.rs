@@ -1,0 +1,51 @@
+//! Writing a file so that a reader (or a power cut) never sees half of it: a temporary file in
+//! the same folder, synced, then renamed into place.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn png_bytes<P: image::PixelWithColorType, C: std::ops::Deref<Target = [P::Subpixel]>>(
+    img: &image::ImageBuffer<P, C>,
+) -> std::io::Result<Vec<u8>>
+where
+    P::Subpixel: image::Primitive,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .map_err(std::io::Error::other)?;
+    Ok(out.into_inner())
+}
+
+/// Encodes an image as PNG and writes it atomically.
+pub fn write_png<P: image::PixelWithColorType, C: std::ops::Deref<Target = [P::Subpixel]>>(
+    path: &Path,
+    img: &image::ImageBuffer<P, C>,
+) -> std::io::Result<()>
+where
+    P::Subpixel: image::Primitive,
+    [P::Subpixel]: image::EncodableLayout,
+{
+    write_atomic(path, &png_bytes(img)?)
+}

@@ -1,0 +1,17 @@
+//! The integration tests, in one binary: on two cores, linking one test binary instead of one per
+//! file saves minutes. Shared helpers and fixtures live in `support`.
+
+mod support;
+
+mod appliance;
+mod cam_golden;
+mod cli_analyze;
+mod decode;
+mod dicom;
+mod hw;
+mod ingest;
+mod metrics_golden;
+mod model;
+mod preprocess_golden;
+mod ui_golden;
+mod web;
