@@ -41,6 +41,13 @@ RECIPES = {
     "bn_trained": dict(rescale=True, flip=True, label_smoothing=0.1, class_weight="sqrt",
                        unfreeze_from=0, p1_epochs=30, p1_lr=1e-3, p2_epochs=24, p2_lr=1e-4,
                        patience=5, freeze_bn=False, bn_momentum=0.9),
+    # "improved" (the shipped recipe), with the seed's augmentation (rotation, zoom and brightness of
+    # the already equalised image) replaced by `site_augment`: what changes between sites and the
+    # appliance's own crops (framing, digitiser tone curve, contrast, sharpening, noise, JPEG),
+    # applied to the 224x224 source image, before the preprocessing contract.
+    "robust": dict(rescale=True, flip=True, label_smoothing=0.1, class_weight="sqrt",
+                   unfreeze_from=0, p1_epochs=30, p1_lr=1e-3, p2_epochs=12, p2_lr=1e-4,
+                   patience=4, freeze_bn=True, source_augment=True),
 }
 PRETRAINED = "mobilenet_v2_1.0_imagenet/mobilenet_v2_1.0_224_no_top.h5"
 GRADES = 5
@@ -57,6 +64,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--selection-fraction", type=float, default=0.15)
     p.add_argument("--max-p2-epochs", type=int, help="override the recipe's phase-2 epochs")
+    p.add_argument("--limit", type=int, help="smoke test: only this many images of fit, selection and val, "
+                                             "and at most 3 phase-2 steps per epoch")
     return p.parse_args()
 
 
@@ -86,6 +95,21 @@ def load_split(data: Path, split: str, cache: Path):
     patients, names = np.array(patients), np.array(names)
     np.savez(cached, x=x, y=y, patients=patients, names=names)
     return x, y, patients, names
+
+
+def load_sources(data: Path, split: str, cache: Path, names):
+    """The 224x224 source images of a split (before the preprocessing contract), in load_split's order."""
+    import cv2
+
+    cached = cache / f"{split}-source.npz"
+    if cached.exists():
+        z = np.load(cached)
+        assert (z["names"] == names).all()
+        return z["x"]
+    x = np.stack([cv2.imread(str(data / split / n), cv2.IMREAD_GRAYSCALE) for n in names])
+    assert x.shape[1:] == (224, 224), "kneeKL224 sources are 224x224 8-bit gray"
+    np.savez(cached, x=x, names=names)
+    return x
 
 
 def selection_split(y, patients, fraction, seed):
@@ -162,11 +186,111 @@ def augmenter(recipe, seed):
     return apply
 
 
+# Site augmentation (recipe "robust"): what differs between hospitals' digitisers and export
+# pipelines, and between the training crops and the ones the appliance cuts with its joint
+# localiser. Each function takes and returns a 224x224 uint8 source image (before the contract's
+# crop, stretch and equalisation) and draws from `rng`. The histogram equalisation afterwards cancels
+# any monotone grey-level map except where it clips or merges levels, so tone, contrast and
+# brightness act through saturation and quantisation; blur, sharpening, noise and JPEG survive it.
+
+def _u8(x):
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def aug_framing(img, rng):
+    """Rotation +-7 deg, joint scale 0.85-1.2 and shift +-8 % of the side (a localiser's spread)."""
+    import cv2
+
+    scale = np.exp(rng.uniform(np.log(0.85), np.log(1.2)))
+    m = cv2.getRotationMatrix2D((111.5, 111.5), rng.uniform(-7, 7), scale)
+    m[:, 2] += rng.uniform(-0.08, 0.08, 2) * 224
+    return cv2.warpAffine(img, m, (224, 224), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def aug_tone(img, rng):
+    """A digitiser's tone curve: gamma 0.7-1.4 and a mild S (or inverse S) curve."""
+    x = (img / 255.0) ** np.exp(rng.uniform(np.log(0.7), np.log(1.4)))
+    s = x * x * (3 - 2 * x)  # smoothstep: an S-curve through 0 and 1
+    return _u8(255 * (x + rng.uniform(-0.5, 0.5) * (s - x)))
+
+
+def aug_contrast(img, rng):
+    """Window width (contrast 0.6-1.4 around the mean) and level (brightness +-30), clipped."""
+    x = img.astype(np.float32)
+    return _u8((x - x.mean()) * rng.uniform(0.6, 1.4) + x.mean() + rng.uniform(-30, 30))
+
+
+def aug_sharpness(img, rng):
+    """Unsharp masking (a CR reader's edge enhancement) or blur (a softer detector)."""
+    import cv2
+
+    x = img.astype(np.float32)
+    if rng.random() < 0.5:
+        return _u8(x + rng.uniform(0.3, 1.5) * (x - cv2.GaussianBlur(x, (0, 0), rng.uniform(1.0, 2.5))))
+    return _u8(cv2.GaussianBlur(x, (0, 0), rng.uniform(0.4, 1.2)))
+
+
+def aug_noise(img, rng):
+    """Additive Gaussian noise, std 2-8 grey levels."""
+    return _u8(img + rng.normal(0, rng.uniform(2, 8), img.shape))
+
+
+def aug_jpeg(img, rng):
+    """JPEG compression, quality 50-95."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 96))])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+# (augmentation, probability), in the order an image meets them: positioning, detector, export.
+SITE_AUGMENTS = [(aug_framing, 0.9), (aug_tone, 0.5), (aug_contrast, 0.5), (aug_sharpness, 0.4),
+                 (aug_noise, 0.3), (aug_jpeg, 0.3)]
+
+
+def site_augment(img, rng, flip=True):
+    """One training view: the source image, mirrored half the time, through SITE_AUGMENTS."""
+    if flip and rng.random() < 0.5:
+        img = img[:, ::-1]
+    img = np.ascontiguousarray(img)
+    for fn, p in SITE_AUGMENTS:
+        if rng.random() < p:
+            img = fn(img, rng)
+    return img
+
+
+def source_augmenter(sources, recipe, seed):
+    """tf.data map (indices, labels) -> (contract input of site-augmented sources, labels).
+    Image i's k-th draw uses the generator seeded by (seed, i, k): reproducible whatever the order or
+    the parallelism of tf.data, and a different view of each image every epoch."""
+    import tensorflow as tf
+    import kneeprep
+
+    draws = np.zeros(len(sources), np.int64)
+
+    def views(idx):
+        out = np.empty((len(idx), 224, 224), np.uint8)
+        for j, i in enumerate(idx):
+            rng = np.random.default_rng([seed, int(i), int(draws[i])])
+            draws[i] += 1
+            out[j] = kneeprep.preprocess(site_augment(sources[i], rng, recipe["flip"]))
+        return out
+
+    def apply(idx, y):
+        x = tf.numpy_function(views, [idx], tf.uint8, stateful=True)
+        x = tf.cast(tf.reshape(x, (-1, 224, 224)), tf.float32) / 255.0
+        return tf.repeat(x[..., None], 3, axis=-1), y
+
+    return apply
+
+
 def to_input(x_u8):
     return np.repeat((x_u8.astype(np.float32) / 255.0)[..., None], 3, axis=-1)
 
 
-def dataset(x_u8, y, batch, shuffle_seed=None, augment=None, weights=None):
+def dataset(x_u8, y, batch, shuffle_seed=None, augment=None, weights=None, from_indices=None):
+    """Batches of (contract input, label[, weight]). `from_indices`: a map (indices, labels) -> (inputs,
+    labels) that makes the inputs itself (source_augmenter) instead of fetching x_u8."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((np.arange(len(y)), y))
@@ -178,7 +302,10 @@ def dataset(x_u8, y, batch, shuffle_seed=None, augment=None, weights=None):
         img = tf.cast(tf.gather(images, i), tf.float32) / 255.0
         return tf.repeat(img[..., None], 3, axis=-1), label
 
-    ds = ds.map(fetch).batch(batch)
+    if from_indices is not None:
+        ds = ds.batch(batch).map(from_indices)
+    else:
+        ds = ds.map(fetch).batch(batch)
     if augment:
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     if weights is not None:
@@ -267,9 +394,11 @@ def main():
     logging.info("recipe %s %s seed %d", args.recipe, recipe, args.seed)
     t0 = time.time()
     data = Path(args.data)
-    x, y, patients, _ = load_split(data, "train", Path(args.cache))
+    x, y, patients, names = load_split(data, "train", Path(args.cache))
     xv, yv, _, _ = load_split(data, "val", Path(args.cache))
     fit_idx, sel_idx = selection_split(y, patients, args.selection_fraction, args.seed)
+    if args.limit:
+        fit_idx, sel_idx, xv, yv = fit_idx[:args.limit], sel_idx[:args.limit], xv[:args.limit], yv[:args.limit]
     logging.info("train %d (fit %d, selection %d, patient-disjoint), val %d; loaded in %.0fs",
                  len(y), len(fit_idx), len(sel_idx), len(yv), time.time() - t0)
     weights = class_weights(y[fit_idx], recipe["class_weight"])
@@ -316,8 +445,15 @@ def main():
             elif "bn_momentum" in recipe:
                 layer.momentum = recipe["bn_momentum"]
     model.compile(keras.optimizers.Adam(recipe["p2_lr"]), sparse_loss, metrics=["accuracy"])
-    train_ds = dataset(x[fit_idx], y[fit_idx], 32, shuffle_seed=args.seed, augment=augmenter(recipe, args.seed),
-                       weights=weights)
+    if recipe.get("source_augment"):
+        sources = load_sources(data, "train", Path(args.cache), names)[fit_idx]
+        train_ds = dataset(x[fit_idx], y[fit_idx], 32, shuffle_seed=args.seed, weights=weights,
+                           from_indices=source_augmenter(sources, recipe, args.seed))
+    else:
+        train_ds = dataset(x[fit_idx], y[fit_idx], 32, shuffle_seed=args.seed, augment=augmenter(recipe, args.seed),
+                           weights=weights)
+    if args.limit:
+        train_ds = train_ds.take(3)
     sel_ds = dataset(x[sel_idx], y[sel_idx], 64)
     ckpt = out / "model.keras"
     cb = [keras.callbacks.EarlyStopping(patience=recipe["patience"], restore_best_weights=True),

@@ -4,7 +4,7 @@
 
 use crate::support::dicom_writer;
 use crate::support::http_client;
-use crate::support::util;
+use crate::support::util::{self, synthetic_bilateral, write_png};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -598,4 +598,114 @@ fn a_stop_request_lets_the_analysis_under_way_finish() {
         "the stop did not count as a stop during the analysis"
     );
     assert_eq!(fs::read(&input).unwrap(), big);
+}
+
+/// A full radiograph with both knees: one record with two knees, the patient's right on the
+/// image's left, each graded with its own heatmap and input picture, the film with both boxes;
+/// the panel opens on the film and the button steps through each knee's views.
+#[test]
+fn a_bilateral_radiograph_gives_one_record_with_both_knees() {
+    let s = setup();
+    let film = s.inbox.join("bilateral standing AP.png");
+    write_png(&film, &synthetic_bilateral(1400, 1000, 4));
+    run_until_idle(&s);
+    let recs = records(&s.results);
+    let rs = &recs[&film.display().to_string()];
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    let r = &rs[0];
+    assert_eq!(r["status"], "ok", "{r}");
+    let knees = r["knees"].as_array().expect("knees");
+    let sides: Vec<&str> = knees.iter().map(|k| k["side"].as_str().unwrap()).collect();
+    assert_eq!(sides, ["right", "left"], "{r}");
+    for k in knees {
+        for key in [
+            "box",
+            "grade",
+            "probabilities",
+            "oa",
+            "confidence",
+            "refer",
+            "cam_grid",
+        ] {
+            assert!(!k[key].is_null(), "knee without {key}: {k}");
+        }
+        let [x, y, w, h] = [0, 1, 2, 3].map(|i| k["box"][i].as_i64().unwrap());
+        assert!(
+            w == h && w > 100 && x >= 0 && y >= 0 && x + w <= 1400 && y + h <= 1000,
+            "{k}"
+        );
+        assert!(k["detector_score"].as_f64().is_some());
+    }
+    // The right knee is on the image's left.
+    assert!(knees[0]["box"][0].as_i64() < knees[1]["box"][0].as_i64());
+    // The headline is the more severe knee.
+    let headline = r["headline_knee"].as_u64().unwrap() as usize;
+    assert_eq!(r["grade"], knees[headline]["grade"]);
+    assert!(knees
+        .iter()
+        .all(|k| k["grade"].as_u64() <= r["grade"].as_u64()));
+
+    let stem = fs::read_dir(&s.results)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .find_map(|n| n.strip_suffix(".film.png").map(str::to_string))
+        .expect("a film picture");
+    for suffix in [
+        ".json",
+        ".overlay.png",
+        ".input.png",
+        ".knee1.overlay.png",
+        ".knee1.input.png",
+        ".knee2.overlay.png",
+        ".knee2.input.png",
+    ] {
+        let path = s.results.join(format!("{stem}{suffix}"));
+        assert!(image::open(&path).is_ok() || suffix == ".json", "{path:?}");
+        assert!(path.is_file(), "{path:?}");
+    }
+    // The panel shows the newest study from its first view, the whole film: the knee boxes'
+    // colours (green, red or amber, as the pipeline draws them) are on it.
+    let panel = image::open(s.results.join("panel.png")).unwrap().to_rgb8();
+    let boxes = [[40, 200, 80], [230, 40, 40], [255, 176, 0]];
+    let near =
+        |p: &image::Rgb<u8>, c: &[i32; 3]| (0..3).all(|i| (i32::from(p.0[i]) - c[i]).abs() <= 8);
+    let box_pixels = panel
+        .pixels()
+        .filter(|p| boxes.iter().any(|c| near(p, c)))
+        .count();
+    assert!(
+        box_pixels > 50,
+        "the panel does not show the film's boxes ({box_pixels} pixels)"
+    );
+}
+
+/// Images with no knee in them are refused with a reason, never graded.
+#[test]
+fn an_image_without_a_knee_joint_is_rejected_with_a_reason() {
+    let s = setup();
+    let blank = s.inbox.join("blank.png");
+    write_png(
+        &blank,
+        &image::GrayImage::from_pixel(800, 600, image::Luma([128])),
+    );
+    let stripes = s.inbox.join("stripes.png");
+    write_png(
+        &stripes,
+        &image::GrayImage::from_fn(900, 700, |x, y| {
+            image::Luma([((x / 40 + y / 90) % 2 * 200) as u8])
+        }),
+    );
+    run_until_idle(&s);
+    let recs = records(&s.results);
+    for input in [&blank, &stripes] {
+        let r = &recs[&input.display().to_string()][0];
+        assert_eq!(r["status"], "rejected", "{r}");
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("no knee joint found in this image"),
+            "{reason}"
+        );
+        assert!(r.get("grade").is_none(), "{r}");
+    }
 }
