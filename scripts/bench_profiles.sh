@@ -12,7 +12,7 @@ rounds=${3:-3}
 pass() { "$1" bench --json --runs 15 --threads 1 | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print(" ".join(f"{m[\"name\"]}={m[\"pass_ms\"]:.2f}" for m in r["models"]))'; }
+print(" ".join("%s=%.2f" % (m["name"], m["pass_ms"]) for m in r["models"]))'; }
 for round in $(seq "$rounds"); do
     if (( round % 2 )); then first=$a; second=$b; else first=$b; second=$a; fi
     ra=""; rb=""

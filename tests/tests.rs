@@ -10,6 +10,7 @@ mod decode;
 mod dicom;
 mod hw;
 mod ingest;
+mod localise;
 mod metrics_golden;
 mod model;
 mod preprocess_golden;

@@ -35,25 +35,83 @@ function chunk(type, data) {
   out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
   return out;
 }
-function syntheticKneePng(size = 320) {
-  const raw = Buffer.alloc(size * (size + 1));
-  const mid = size / 2;
-  for (let y = 0; y < size; y++) {
-    raw[y * (size + 1)] = 0; // filter: none
-    for (let x = 0; x < size; x++) {
-      const dx = (x - mid) / size;
-      const gap = 0.035 * size + 4 * Math.sin(x / 17); // the joint space, a little uneven
-      let v = 40 + 25 * Math.exp(-(dx * dx) / 0.08); // soft tissue
-      const femur = y < mid - gap / 2 && Math.abs(dx) < 0.22 + 0.12 * Math.max(0, (y - mid * 0.55) / mid);
-      const tibia = y > mid + gap / 2 && Math.abs(dx) < 0.3 - 0.1 * Math.max(0, (y - mid * 1.2) / mid);
-      if (femur || tibia) v = 170 + 40 * Math.cos(dx * 9) - 30 * Math.abs(dx);
-      v += ((x * 31 + y * 17) % 13) - 6; // grain
-      raw[y * (size + 1) + 1 + x] = Math.max(0, Math.min(255, Math.round(v)));
+// A drawn knee as on a PA view (the same drawing as the Rust tests' support/util.rs): femur
+// condyles, joint space, tibial plateau, fibula; `mirrored` draws a left knee.
+function drawnKnee(x, y, cx, cy, size, mirrored) {
+  let u = (x - cx) / size;
+  const v = (y - cy) / size;
+  if (mirrored) u = -u;
+  const clamp = (a, lo, hi) => Math.min(hi, Math.max(lo, a));
+  const soft = 0.42 - 0.08 * Math.max(0, Math.abs(v) - 0.3);
+  if (Math.abs(u) > soft) return null;
+  const condyleHalf = 0.13 + 0.17 * Math.sqrt(clamp((v + 0.45) / 0.35, 0, 1));
+  const lobe = clamp((Math.abs(u) - 0.15) / 0.15, -1, 1);
+  const condyleBottom = -0.03 + 0.04 * Math.sqrt(1 - lobe * lobe) - 0.05 * Math.max(0, 1 - Math.abs(u / 0.04));
+  const femur = v < condyleBottom && Math.abs(u) < condyleHalf;
+  const tibiaHalf = 0.3 - 0.18 * clamp((v - 0.1) / 0.25, 0, 1);
+  const tibia = v > 0.03 && Math.abs(u) < tibiaHalf;
+  const fibula = v > 0.12 && Math.abs(u + 0.27) < (v < 0.2 ? 0.06 : 0.03);
+  const edge = (d) => 40 * (1 - Math.min(1, d / 0.02));
+  if (femur || tibia) return 200 - Math.min(edge(condyleHalf - Math.abs(u)), tibia ? edge(v - 0.03) : 40);
+  return fibula ? 170 : 70;
+}
+
+// A dark canvas with knees [cx, cy, size, mirrored], blurred a little, with grain.
+function kneeFilm(w, h, knees) {
+  let img = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let v = 12;
+      for (const [cx, cy, s, m] of knees) {
+        const k = drawnKnee(x, y, cx, cy, s, m);
+        if (k !== null) { v = k; break; }
+      }
+      img[y * w + x] = v;
     }
   }
+  const sigma = Math.max(0.5, Math.max(...knees.map((k) => k[2])) * 0.008);
+  const r = Math.ceil(3 * sigma);
+  const kernel = Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
+  const total = kernel.reduce((a, b) => a + b);
+  for (const [dx, dy] of [[1, 0], [0, 1]]) {
+    const out = new Float32Array(w * h);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        let acc = 0;
+        for (let i = -r; i <= r; i++) {
+          const xx = Math.min(w - 1, Math.max(0, x + i * dx));
+          const yy = Math.min(h - 1, Math.max(0, y + i * dy));
+          acc += kernel[i + r] * img[yy * w + xx];
+        }
+        out[y * w + x] = acc / total;
+      }
+    }
+    img = out;
+  }
+  const raw = Buffer.alloc(h * (w + 1));
+  let state = 2463534242;
+  for (let y = 0; y < h; y++) {
+    raw[y * (w + 1)] = 0; // filter: none
+    for (let x = 0; x < w; x++) {
+      state ^= state << 13; state >>>= 0;
+      state ^= state >>> 17;
+      state ^= state << 5; state >>>= 0;
+      raw[y * (w + 1) + 1 + x] = Math.min(255, Math.round(img[y * w + x]) + (state % 13));
+    }
+  }
+  return greyPng(w, h, raw);
+}
+
+// One knee filling the image, like the training crops.
+const syntheticKneePng = (size = 320) => kneeFilm(size, size, [[size / 2, size / 2, 1.15 * size, false]]);
+// Both knees standing: the patient's right knee on the image's left.
+const bilateralPng = (w = 1400, h = 1000) =>
+  kneeFilm(w, h, [[0.27 * w, 0.5 * h, 0.42 * h, false], [0.73 * w, 0.5 * h, 0.42 * h, true]]);
+
+function greyPng(width, height, raw) {
   const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(size, 0);
-  ihdr.writeUInt32BE(size, 4);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8; // bit depth
   ihdr[9] = 0; // grayscale
   return Buffer.concat([
@@ -168,6 +226,35 @@ test('upload a synthetic X-ray and a text file, see the grade, the overlay and t
   assert.equal(json.status(), 200);
   assert.match(String((await json.json()).grade), /^[0-4]$/);
   await page.screenshot({ path: join(OUT, 'study.png'), fullPage: true });
+  await page.close();
+});
+
+test('a bilateral radiograph shows the film with both knees and a card per knee', async () => {
+  const page = await context.newPage();
+  await page.goto(BASE + '/');
+  const png = bilateralPng();
+  writeFileSync(join(OUT, 'synthetic-bilateral.png'), png);
+  await page.locator('#file').setInputFiles([{ name: 'bilateral.png', mimeType: 'image/png', buffer: png }]);
+  const job = page.locator('.job', { hasText: 'bilateral.png' });
+  await job.locator('.kl').waitFor({ timeout: ANALYSIS_TIMEOUT });
+  assert.match(await job.locator('.kl').innerText(), /^KL [0-4]/);
+  await job.locator('a.open').click();
+  await page.waitForURL(/\/study\/[A-Za-z0-9_-]+$/);
+  await page.locator('figure.film img').waitFor();
+  assert.ok(await naturalWidth(page.locator('figure.film img')) > 0, 'the film loaded');
+  const tags = await page.locator('figure.film .knee-tag').allInnerTexts();
+  assert.deepEqual(tags.map((t) => t.split(' ')[0]), ['R', 'L'], `tags: ${tags}`);
+  const cards = page.locator('.card.knee');
+  assert.equal(await cards.count(), 2);
+  assert.deepEqual(await cards.locator('h2').allInnerTexts(), ['Right knee', 'Left knee']);
+  for (let i = 0; i < 2; i++) {
+    const card = cards.nth(i);
+    assert.match(await card.locator('.kl').innerText(), /^KL [0-4]/);
+    assert.equal(await card.locator('.bars .bar').count(), 5);
+    assert.ok(await naturalWidth(card.locator('figure.overlay img')) > 0, `knee ${i + 1} heatmap loaded`);
+    assert.ok(await naturalWidth(card.locator('figure.input img')) > 0, `knee ${i + 1} input loaded`);
+  }
+  await page.screenshot({ path: join(OUT, 'study-bilateral.png'), fullPage: true });
   await page.close();
 });
 
