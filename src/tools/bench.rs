@@ -12,6 +12,7 @@ use crate::pipeline::decode::limits::Limits;
 use crate::pipeline::localise;
 use crate::pipeline::model::{self, Card, Classifier};
 use crate::pipeline::preprocess::INPUT_SIZE;
+use crate::tools::synthetic;
 
 #[derive(Debug, Serialize)]
 pub struct StageMedians {
@@ -75,40 +76,15 @@ impl Report {
     }
 }
 
-/// A synthetic radiograph-like PNG (1024×1024, smooth structure plus noise), encoded in memory,
+/// A drawn knee joint crop (`synthetic::synthetic_knee`), `size` pixels square, as PNG bytes,
 /// so the benchmark needs no data set.
 pub fn synthetic_png(size: u32) -> Vec<u8> {
-    let img = synthetic_joint(size, size);
+    let img = synthetic::synthetic_knee(size, size, 1);
     let mut out = std::io::Cursor::new(Vec::new());
     // Writing into memory cannot fail for a valid image.
     img.write_to(&mut out, image::ImageFormat::Png)
         .expect("in-memory PNG encoding");
     out.into_inner()
-}
-
-/// A synthetic full radiograph: two of `synthetic_joint` side by side.
-pub fn synthetic_film(width: u32, height: u32) -> image::GrayImage {
-    let joint = synthetic_joint(width / 2, height);
-    image::GrayImage::from_fn(width, height, |x, y| {
-        *joint.get_pixel((x % (width / 2)).min(width / 2 - 1), y)
-    })
-}
-
-/// Smooth bone-like structure with a dark joint line across the middle, plus noise.
-fn synthetic_joint(width: u32, height: u32) -> image::GrayImage {
-    let mut state = 0x2545_f491_u32;
-    image::GrayImage::from_fn(width, height, |x, y| {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let (u, v) = (
-            x as f32 / width as f32 - 0.5,
-            y as f32 / height as f32 - 0.5,
-        );
-        let bone = (1.0 - (u * u * 6.0 + v * v * 2.0)).max(0.0) * 180.0;
-        let gap = if v.abs() < 0.03 { -60.0 } else { 0.0 };
-        image::Luma([(bone + gap + 40.0 + (state % 16) as f32).clamp(0.0, 255.0) as u8])
-    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -134,7 +110,7 @@ pub fn run(dir: &Path, runs: usize, threads: Option<usize>) -> anyhow::Result<Re
     let png = synthetic_png(1024);
     let sha256 = model::sha256_hex(&png);
     let limits = Limits::default();
-    let film = synthetic_film(2500, 2000);
+    let film = synthetic::synthetic_bilateral(2500, 2000, 1);
     let localize: Vec<f64> = (0..runs)
         .map(|_| time(|| localise::localise(&film, None)).1)
         .collect();
@@ -193,7 +169,9 @@ pub fn run(dir: &Path, runs: usize, threads: Option<usize>) -> anyhow::Result<Re
     }
     Ok(Report {
         runs,
-        input: "synthetic 1024×1024 8-bit PNG".into(),
+        input: "a drawn 1024×1024 knee joint crop, 8-bit PNG; localisation: a drawn 2500×2000 \
+                bilateral radiograph"
+            .into(),
         models,
     })
 }
