@@ -6,8 +6,9 @@ appliance makes two passes per image when the card says flip_average: the image 
     cargo build --release
     .venv/bin/python scripts/bench_vs_onnxruntime.py [--bin target/release/kneescreen] [--runs 30]
 
-Also prints whether everything around the network (decode, preprocess, CAM, overlay) stays
-within half of the inference time. Not run in CI (timings need a quiet machine).
+Also prints everything around the network (decode, preprocess, CAM, overlay) against one pass,
+the joint search on a 2500×2000 radiograph against one pass, and one whole image with the two
+views on every core against one pass alone. Not run in CI (timings need a quiet machine).
 """
 import argparse
 import json
@@ -41,18 +42,24 @@ def main():
     p.add_argument("--bin", default=str(ROOT / "target/release/kneescreen"))
     p.add_argument("--runs", type=int, default=30)
     args = p.parse_args()
-    out = subprocess.run([args.bin, "bench", "--json", "--runs", str(args.runs)], check=True, capture_output=True,
-                         text=True)
-    report = json.loads(out.stdout)
-    print(f"{'model':<6} {'tract ms/pass':>14} {'ort ms':>8} {'tract/ort':>10} {'passes':>7} {'around/inference':>17} "
-          f"{'load ms':>8}")
-    for m in report["models"]:
+    def bench(*extra):
+        out = subprocess.run([args.bin, "bench", "--json", "--runs", str(args.runs), *extra], check=True,
+                             capture_output=True, text=True)
+        return {m["name"]: m for m in json.loads(out.stdout)["models"]}
+
+    one = bench("--threads", "1")
+    every = bench()
+    print(f"{'model':<6} {'tract ms/pass':>14} {'ort ms':>8} {'tract/ort':>10} {'around/pass':>12} "
+          f"{'localize/pass':>14} {'threads':>8} {'image/pass':>11} {'load ms':>8}")
+    for name, m in one.items():
         s = m["stages_ms"]
         ort_ms = ort_median_ms(Path(m["file"]), args.runs)
         around = s["decode"] + s["preprocess"] + s["cam"] + s["overlay"]
-        per_pass = s["inference"] / m["passes"]
-        print(f"{m['name']:<6} {per_pass:>14.2f} {ort_ms:>8.2f} {per_pass / ort_ms:>10.2f} {m['passes']:>7} "
-              f"{around / s['inference']:>17.3f} {m['load_ms']:>8.1f}")
+        per_pass = m["pass_ms"]
+        e = every[name]
+        print(f"{name:<6} {per_pass:>14.2f} {ort_ms:>8.2f} {per_pass / ort_ms:>10.2f} {around / per_pass:>12.3f} "
+              f"{s['localize'] / per_pass:>14.2f} {e['threads']:>8} {e['image_ms'] / e['pass_ms']:>11.2f} "
+              f"{m['load_ms']:>8.1f}")
 
 
 if __name__ == "__main__":
