@@ -7,7 +7,8 @@
 //! follows its image. A line per image goes to stdout.
 
 use image::{imageops, GrayImage, Rgb, RgbImage};
-use kneescreen::pipeline::localise::{crop, localise, Side};
+use kneescreen::pipeline::localise::{crop, localise};
+use kneescreen::record::Side;
 
 const THUMB: u32 = 220;
 const COLUMNS: u32 = 8;

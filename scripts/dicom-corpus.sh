@@ -16,4 +16,4 @@ $py -m pip download -q --no-deps --only-binary=:all: pydicom==3.0.2 -d "$dir"
 echo "$sha256  $dir/$wheel" | sha256sum -c --quiet
 $py -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$dir/$wheel" "$dir"
 KNEESCREEN_DICOM_CORPUS="$dir/pydicom/data/test_files" \
-    cargo test -j 2 "$@" --test dicom public_corpus -- --nocapture
+    cargo test -j 2 "$@" --test tests dicom::public_corpus -- --nocapture

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::calibration::{self, collect, heads};
 use crate::pipeline::decode::{self, limits::Limits};
 use crate::pipeline::model::{self, Classifier};
-use crate::pipeline::{self, preprocess};
+use crate::pipeline::{self, preprocess, screening};
 use crate::record::{Outcome, Record};
 use crate::store::{atomic, results_dir};
 use crate::tools::{bench, eval, figures};
@@ -36,6 +37,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Time each stage for every shipped model.
     Bench(BenchArgs),
+    /// Fit a site head to this clinic's own graded knees (DIR/<grade>/<image>), or go back to
+    /// the shipped head (--revert).
+    Calibrate(CalibrateArgs),
     /// Run the appliance: watch inboxes and USB sticks, grade new X-rays, drive the panel and
     /// the web console.
     Run(RunArgs),
@@ -78,11 +82,17 @@ pub struct ModelArgs {
     /// Folder holding card.json and the model files (default: found next to the binary).
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
+    /// The sensitivity the OA call is set for (the threshold on P(KL >= 2) comes from the
+    /// model card's ROC).
+    #[arg(long, default_value_t = screening::DEFAULT_TARGET_SENSITIVITY)]
+    pub oa_sensitivity: f64,
 }
 
 impl ModelArgs {
     fn load(&self) -> anyhow::Result<Classifier> {
-        model::load_classifier(self.models_dir.as_deref(), &self.model)
+        let mut classifier = model::load_classifier(self.models_dir.as_deref(), &self.model)?;
+        classifier.set_target_sensitivity(self.oa_sensitivity)?;
+        Ok(classifier)
     }
 }
 
@@ -106,9 +116,14 @@ pub struct EvalArgs {
     pub model: ModelArgs,
     #[arg(long)]
     pub json: bool,
-    /// Write the confusion matrix as confusion.png into this folder.
+    /// Write the confusion matrix (confusion.png) and the ROC curve of the OA call with its
+    /// operating point (roc.png) into this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write the ROC of P(KL >= 2) on this set as JSON (the model card's `oa_roc` when the set is
+    /// the selection slice).
+    #[arg(long)]
+    pub roc_json: Option<PathBuf>,
     pub dir: PathBuf,
 }
 
@@ -128,6 +143,23 @@ pub struct BenchArgs {
     pub threads: Option<usize>,
 }
 
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Make the site head active even when cross-validation shows it is not better.
+    #[arg(long)]
+    pub force: bool,
+    /// Go back to the shipped head (site heads stay on disk).
+    #[arg(long, conflicts_with = "force")]
+    pub revert: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// Graded knees: DIR/0 … DIR/4, one knee per image (crops, or single-knee radiographs).
+    #[arg(required_unless_present = "revert")]
+    pub dir: Option<PathBuf>,
+}
+
 /// Runs a parsed command line and maps the outcome to an exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -135,6 +167,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Analyze(args) => analyze_cmd(&args),
         Command::Eval(args) => eval_cmd(&args),
         Command::Bench(args) => bench_cmd(&args),
+        Command::Calibrate(args) => calibrate_cmd(&args),
         Command::Run(args) => run_cmd(args),
     };
     match result {
@@ -252,6 +285,7 @@ pub fn describe(record: &Record) -> String {
         Outcome::Rejected { reason } => return format!("{}: rejected: {reason}", record.file),
     };
     let probs: Vec<String> = g
+        .headline
         .probabilities
         .iter()
         .enumerate()
@@ -260,10 +294,10 @@ pub fn describe(record: &Record) -> String {
     let mut s = format!(
         "{}: KL{} ({}), OA {} — confidence {:.2}\n  probabilities: {}",
         record.file,
-        g.grade,
-        g.grade_name,
-        if g.oa { "yes" } else { "no" },
-        g.confidence,
+        g.headline.grade,
+        g.headline.grade_name,
+        if g.headline.oa { "yes" } else { "no" },
+        g.headline.confidence,
         probs.join("  ")
     );
     if g.refer {
@@ -279,10 +313,10 @@ pub fn describe(record: &Record) -> String {
             s.push_str(&format!(
                 "\n  {}: KL{} ({}), OA {} — confidence {:.2}{refer} — box {x},{y} {w}×{h}",
                 k.side.title(),
-                k.grade,
-                k.grade_name,
-                if k.oa { "yes" } else { "no" },
-                k.confidence,
+                k.graded.grade,
+                k.graded.grade_name,
+                if k.graded.oa { "yes" } else { "no" },
+                k.graded.confidence,
             ));
         }
     }
@@ -311,19 +345,37 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         let path = out.join("confusion.png");
         atomic::write_png(&path, &figures::confusion_png(&report.metrics, &title))?;
         eprintln!("wrote {}", path.display());
+        if let Some(s) = &report.oa_screening {
+            let point = s
+                .operating_point
+                .as_ref()
+                .map(|op| (op, (s.sensitivity, s.specificity)));
+            let path = out.join("roc.png");
+            atomic::write_png(&path, &figures::roc_png(&s.roc, point, &title))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if let Some(path) = &args.roc_json {
+        let s = report
+            .oa_screening
+            .as_ref()
+            .context("no ROC: the set needs both OA (KL >= 2) and non-OA knees")?;
+        atomic::write_atomic(path, serde_json::to_string_pretty(&s.roc)?.as_bytes())?;
+        eprintln!("wrote {}", path.display());
     }
     for (file, reason) in &report.skipped {
         eprintln!("{file}: rejected: {reason}");
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.metrics)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} ({}) on {}\n{}",
+            "{} ({}) on {}\n{}{}",
             classifier.card().name,
             classifier.variant,
             args.dir.display(),
-            report.metrics.to_text()
+            report.metrics.to_text(),
+            report.screening_text()
         );
     }
     Ok(if report.skipped.is_empty() {
@@ -343,6 +395,54 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", report.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn calibrate_cmd(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let models_dir = args
+        .model
+        .models_dir
+        .clone()
+        .unwrap_or_else(model::default_models_dir);
+    if args.revert {
+        match heads::revert(&models_dir)? {
+            Some(was) => println!("back to the shipped head (the site head {was} is kept on disk)"),
+            None => println!("the shipped head is already in use"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = args
+        .dir
+        .as_deref()
+        .context("a folder of graded knees is needed")?;
+    let target = args.model.oa_sensitivity;
+    let mut classifier = model::load_classifier(Some(&models_dir), &args.model.model)?;
+    classifier.without_site_head(target)?;
+    let progress = eval::Progress::on_terminal();
+    let collected = collect::from_dir(dir, &classifier, &Limits::default(), |i, n| {
+        progress.show(i, n)
+    })?;
+    for r in &collected.refused {
+        eprintln!("{}: not used: {}", r.path, r.reason);
+    }
+    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let source = dir.display().to_string();
+    let result = calibration::calibrate(
+        &collected.examples,
+        &classifier,
+        &source,
+        target,
+        calibration::LAMBDA,
+        &created,
+    )?;
+    let saved = heads::keep(&models_dir, result, args.force)?;
+    match args.json {
+        true => println!(
+            "{}",
+            serde_json::to_string_pretty(&saved.to_json(&collected.refused))?
+        ),
+        false => println!("{}", saved.to_text(collected.refused.len())),
     }
     Ok(ExitCode::SUCCESS)
 }

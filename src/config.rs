@@ -42,6 +42,10 @@ pub struct Config {
     /// Threads for one image's network passes (the image and its mirror run at once with two or
     /// more); default: the number of cores.
     pub inference_threads: Option<usize>,
+    /// The sensitivity the OA call is set for: OA is called when P(KL ≥ 2) reaches the threshold
+    /// that gave this sensitivity on the model's selection slice (or a site head's
+    /// cross-validation). Higher misses fewer OA knees and calls more healthy ones OA.
+    pub oa_target_sensitivity: f64,
     pub panel: PanelConfig,
     pub button: ButtonConfig,
     pub web: WebSettings,
@@ -62,6 +66,7 @@ impl Default for Config {
             model: "int8".into(),
             models_dir: None,
             inference_threads: None,
+            oa_target_sensitivity: crate::pipeline::screening::DEFAULT_TARGET_SENSITIVITY,
             panel: PanelConfig::default(),
             button: ButtonConfig::default(),
             web: WebSettings::default(),
@@ -195,6 +200,12 @@ impl Config {
             return bad(format!(
                 "the web console listens on {}, beyond this machine: set web.token (at least 4 characters) in the config",
                 self.web.listen
+            ));
+        }
+        if !(self.oa_target_sensitivity > 0.0 && self.oa_target_sensitivity <= 1.0) {
+            return bad(format!(
+                "oa_target_sensitivity = {}: use a number above 0 and at most 1, e.g. 0.90",
+                self.oa_target_sensitivity
             ));
         }
         for (name, mb) in [

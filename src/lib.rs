@@ -4,6 +4,7 @@
 //! `cli`. `record` is the schema they all share; it imports nothing from the crate.
 
 pub mod appliance; // the appliance: events → pipeline → store → panel and console
+pub mod calibration; // site calibration: a linear head refitted to a clinic's own graded knees
 pub mod cli; // command-line arguments and commands
 pub mod config; // the appliance settings (TOML + flags)
 pub mod hw; // panels (virtual; SPI and framebuffer on the Pi), button events

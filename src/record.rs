@@ -26,6 +26,28 @@ pub struct ModelId {
     pub variant: String,
     pub sha256: String,
     pub preprocessing: String,
+    /// The head that graded: the shipped one, or the clinic's calibrated site head.
+    #[serde(default)]
+    pub head: HeadId,
+}
+
+/// Which grading head made a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadId {
+    /// `shipped`, or the site head's file, e.g. `site-heads/2026-12-01T14-50-03Z.json`.
+    pub name: String,
+    /// The site head file's sha256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Default for HeadId {
+    fn default() -> Self {
+        HeadId {
+            name: "shipped".into(),
+            sha256: None,
+        }
+    }
 }
 
 /// The record for one input: what became of it (`outcome`), and which input it was.
@@ -110,30 +132,19 @@ pub enum Status {
 /// `refer_reason` at the top level are set when any knee is referred.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Grading {
-    /// Kellgren–Lawrence grade 0–4 (arg-max of the probabilities).
-    pub grade: u8,
-    pub grade_name: String,
-    pub grade_description: String,
-    /// Calibrated probabilities of KL0..KL4 (from the mean logits of the image and its mirror
-    /// when the model card says `flip_average`).
-    pub probabilities: Vec<f32>,
-    /// Osteoarthritis: grade ≥ 2.
-    pub oa: bool,
-    /// Probability of OA (sum of KL2..KL4).
-    pub oa_probability: f32,
-    /// Probability of the predicted grade.
-    pub confidence: f32,
+    /// The headline knee's grade (`knees[headline_knee]`).
+    #[serde(flatten)]
+    pub headline: KneeGrade,
     /// A clinician should read this image first; why is in `refer_reason`.
     pub refer: bool,
     /// Why the image is referred, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refer_reason: Option<ReferReason>,
     pub warnings: Vec<String>,
-    /// Grad-CAM of the predicted grade on the 7×7 feature grid, row-major, before normalisation
-    /// (of the mean logit of the image and its mirror, the mirror's map flipped back).
-    pub cam_grid: Vec<Vec<f32>>,
-    /// The region the grade came from, in the coordinates of the overlay image.
-    pub roi: Option<Roi>,
+    /// How OA was called: the threshold on P(KL ≥ 2), the target sensitivity and what it gave
+    /// where it was chosen. Absent: OA means grade ≥ 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oa_call: Option<OperatingPoint>,
     pub input_width: u32,
     pub input_height: u32,
     /// Every knee joint graded, in image order (left to right, then top to bottom). Records
@@ -162,6 +173,15 @@ pub enum Side {
 }
 
 impl Side {
+    /// The other side; unknown stays unknown.
+    pub fn mirrored(self) -> Side {
+        match self {
+            Side::Right => Side::Left,
+            Side::Left => Side::Right,
+            Side::Unknown => Side::Unknown,
+        }
+    }
+
     /// "R", "L" or "?", for the panel.
     pub fn letter(self) -> &'static str {
         match self {
@@ -199,32 +219,80 @@ pub struct Knee {
     pub bbox: [i64; 4],
     /// The joint detector's score; `None` when the whole image was taken as one joint crop.
     pub detector_score: Option<f32>,
-    /// Kellgren–Lawrence grade 0–4 (arg-max of the probabilities).
-    pub grade: u8,
-    pub grade_name: String,
-    pub grade_description: String,
-    /// Calibrated probabilities of KL0..KL4.
-    pub probabilities: Vec<f32>,
-    pub oa: bool,
-    pub oa_probability: f32,
-    pub confidence: f32,
+    #[serde(flatten)]
+    pub graded: KneeGrade,
     pub refer: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refer_reason: Option<ReferReason>,
-    /// Grad-CAM of the predicted grade on the 7×7 feature grid, row-major, before normalisation.
-    pub cam_grid: Vec<Vec<f32>>,
-    /// The region the grade came from, in the coordinates of this knee's overlay picture.
-    pub roi: Option<Roi>,
     /// What a technician should know about this knee's crop.
     #[serde(default)]
     pub warnings: Vec<String>,
 }
 
+/// What the model said about one knee: the grade, its probabilities, the OA call and where the
+/// grade came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KneeGrade {
+    /// Kellgren–Lawrence grade 0–4 (arg-max of the probabilities).
+    pub grade: u8,
+    pub grade_name: String,
+    pub grade_description: String,
+    /// Calibrated probabilities of KL0..KL4 (from the mean logits of the image and its mirror
+    /// when the model card says `flip_average`).
+    pub probabilities: Vec<f32>,
+    /// Osteoarthritis called: `oa_probability` reached the grading's `oa_call` threshold (or,
+    /// for a model without an operating point, grade ≥ 2). It may differ from the grade: the
+    /// threshold is set for the screening sensitivity, the grade is the most probable one.
+    pub oa: bool,
+    /// Probability of OA (sum of KL2..KL4).
+    pub oa_probability: f32,
+    /// Probability of the predicted grade.
+    pub confidence: f32,
+    /// Grad-CAM of the predicted grade on the 7×7 feature grid, row-major, before normalisation
+    /// (of the mean logit of the image and its mirror, the mirror's map flipped back).
+    pub cam_grid: Vec<Vec<f32>>,
+    /// The region the grade came from, in the coordinates of the knee's overlay picture.
+    pub roi: Option<Roi>,
+}
+
+/// The OA call in use (`pipeline::screening`): the threshold and what it gave where it was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    /// OA is called when P(KL ≥ 2) ≥ this.
+    pub threshold: f32,
+    /// The sensitivity the threshold was chosen for.
+    pub target_sensitivity: f64,
+    /// Sensitivity and specificity at the threshold on `source`.
+    pub sensitivity: f64,
+    pub specificity: f64,
+    pub source: String,
+}
+
+/// What a knee's box and label say at a glance, most pressing first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concern {
+    /// Referred for a clinician's reading (drawn amber).
+    Refer,
+    /// Osteoarthritis called (drawn red).
+    Oa,
+    /// No osteoarthritis called (drawn green).
+    NoOa,
+}
+
 impl Knee {
+    /// The knee's [`Concern`]: a referral outranks the OA call.
+    pub fn concern(&self) -> Concern {
+        match (self.refer, self.graded.oa) {
+            (true, _) => Concern::Refer,
+            (false, true) => Concern::Oa,
+            (false, false) => Concern::NoOa,
+        }
+    }
+
     /// How severe this knee looks, for choosing the headline: the higher grade, then the higher
     /// probability of OA.
     fn severity(&self) -> (u8, f32) {
-        (self.grade, self.oa_probability)
+        (self.graded.grade, self.graded.oa_probability)
     }
 }
 
@@ -236,18 +304,13 @@ impl Grading {
             return self.clone();
         };
         Grading {
-            grade: k.grade,
-            grade_name: format!("{} - {}", k.side.title(), k.grade_name),
-            grade_description: k.grade_description.clone(),
-            probabilities: k.probabilities.clone(),
-            oa: k.oa,
-            oa_probability: k.oa_probability,
-            confidence: k.confidence,
+            headline: KneeGrade {
+                grade_name: format!("{} - {}", k.side.title(), k.graded.grade_name),
+                ..k.graded.clone()
+            },
             refer: k.refer,
             refer_reason: k.refer_reason,
             warnings: k.warnings.clone(),
-            cam_grid: k.cam_grid.clone(),
-            roi: k.roi,
             headline_knee: n,
             ..self.clone()
         }

@@ -256,7 +256,7 @@ fn a_pulled_stick_does_not_stop_the_appliance_and_a_restart_midway_loses_nothing
 fn results_that_cannot_be_written_are_reported_and_the_appliance_goes_on() {
     let s = setup();
     let blocked = png_bytes(30);
-    let sha = kneescreen::pipeline::model::sha256_hex(&blocked);
+    let sha = kneescreen::pipeline::digest::sha256_hex(&blocked);
     // A folder where the record should go makes its write fail, as a full or broken disk would.
     fs::create_dir_all(s.results.join(format!("blocked-{}.json", &sha[..8]))).unwrap();
     fs::write(s.inbox.join("blocked.png"), &blocked).unwrap();
@@ -561,7 +561,7 @@ fn a_file_over_the_size_limit_is_rejected_unread_under_a_name_of_its_own() {
         meta.len(),
         mtime.unwrap().as_secs()
     );
-    let hash = kneescreen::pipeline::model::sha256_hex(identity.as_bytes());
+    let hash = kneescreen::pipeline::digest::sha256_hex(identity.as_bytes());
     let stem = format!("scan-{}", &hash[..8]);
     assert!(s.results.join(format!("{stem}.json")).is_file(), "{stem}");
     run_until_idle(&s);
@@ -708,4 +708,96 @@ fn an_image_without_a_knee_joint_is_rejected_with_a_reason() {
         );
         assert!(r.get("grade").is_none(), "{r}");
     }
+}
+
+/// Site calibration from the console, with the real appliance: the clinician's grades are kept
+/// per knee; too few are refused with the reason; a head fitted to 55 graded knees (forced, as
+/// synthetic knees carry no grade signal to gain on) is saved in the models folder, grades the
+/// next study and is named in its record; going back restores the shipped head.
+#[test]
+fn the_console_calibrates_to_the_clinicians_grades_and_goes_back() {
+    use http_client::{exchange_waiting, origin, request, request_bytes};
+    let s = setup();
+    let models = util::models_copy(|_| {});
+    let config = fs::read_to_string(&s.config).unwrap();
+    let top = format!("models_dir = {:?}\nmodel = \"fp32\"\n", models.path());
+    fs::write(&s.config, top + &config).unwrap();
+    for i in 0..55u32 {
+        write_png(
+            &s.inbox.join(format!("k{i:02}.png")),
+            &synthetic_knee(224, 224, 3000 + i),
+        );
+    }
+    let log = s.results.parent().unwrap().join("run.log");
+    let (mut child, a) = spawn_with_console(&s, &log);
+    wait_for("55 records", Duration::from_secs(900), || {
+        records(&s.results).len() == 55
+    });
+    let list = get(a, "/api/results?limit=100").json();
+    let stems: Vec<String> = (list.as_array().unwrap().iter())
+        .map(|e| e["stem"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stems.len(), 55);
+    let o = origin(a);
+    let h = [("Origin", o.as_str()), ("Content-Type", "application/json")];
+    let calibrate = |body: &str| {
+        let bytes = request_bytes(a, "POST", "/api/calibrate", &h, body.as_bytes());
+        exchange_waiting(a, &bytes, Duration::from_secs(900))
+    };
+    let active = models.path().join("site-heads/active.json");
+    for (i, stem) in stems.iter().enumerate() {
+        let grade = format!(r#"{{"stem":"{stem}","knee":0,"grade":{}}}"#, i % 5);
+        let r = request(a, "POST", "/api/site-grades", &h, grade.as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        if i == 19 {
+            let r = calibrate("");
+            assert_eq!(r.status, 422, "{}", r.text());
+            assert!(r.text().contains("at least 50"), "{}", r.text());
+            assert!(!active.exists());
+        }
+    }
+    // A knee the study does not have is refused.
+    let extra = format!(r#"{{"stem":"{}","knee":1,"grade":2}}"#, stems[0]);
+    assert_eq!(
+        request(a, "POST", "/api/site-grades", &h, extra.as_bytes()).status,
+        400
+    );
+    let grades = get(a, "/api/site-grades").json();
+    assert_eq!(grades["counts"], serde_json::json!([11, 11, 11, 11, 11]));
+    assert_eq!(grades["head"], "shipped");
+    let saved: Value =
+        serde_json::from_slice(&fs::read(s.results.join("site-grades.json")).unwrap()).unwrap();
+    assert_eq!(saved[&stems[7]]["0"], 2);
+
+    let r = calibrate(r#"{"force": true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let report = r.json();
+    assert_eq!(report["activated"], true);
+    assert_eq!(
+        report["provenance"]["knees_per_grade"],
+        serde_json::json!([11, 11, 11, 11, 11])
+    );
+    assert!(report["report"].as_str().unwrap().contains("site head"));
+    let file = PathBuf::from(report["file"].as_str().unwrap());
+    assert!(
+        file.starts_with(models.path()) && file.is_file(),
+        "{file:?}"
+    );
+    assert!(active.is_file());
+    let head = get(a, "/api/status").json()["head"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(head.starts_with("site-heads/"), "{head}");
+    let r = upload(a, "new.png", &png_bytes(77));
+    assert_eq!(r.json()["model"]["head"]["name"], head.as_str());
+
+    let r = request(a, "POST", "/api/calibrate/revert", &h, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!active.exists() && file.is_file(), "the head stays on disk");
+    assert_eq!(get(a, "/api/status").json()["head"], "shipped");
+    let r = upload(a, "newer.png", &png_bytes(78));
+    assert_eq!(r.json()["model"]["head"]["name"], "shipped");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

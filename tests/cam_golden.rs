@@ -3,9 +3,10 @@
 
 use kneescreen::pipeline::cam::{
     channel_weights, colormap, draw_roi_outline, global_average_pool, grad_cam,
-    grad_cam_with_mirror, overlay, roi, softmax, upsample, CamError, CamGrid, FeatureMap, Head,
+    grad_cam_with_mirror, overlay, roi, softmax, upsample, CamError, CamGrid, FeatureMap,
     ROI_THRESHOLD,
 };
+use kneescreen::pipeline::head::Head;
 use kneescreen::record::Roi;
 use serde::Deserialize;
 

@@ -11,7 +11,7 @@ use kneescreen::pipeline::analyze;
 use kneescreen::pipeline::decode::dicom::identity::read_patient_identity;
 use kneescreen::pipeline::decode::dicom::{decode_dicom, policy, DicomImage, MULTI_FRAME_WARNING};
 use kneescreen::pipeline::decode::{decode, decode_gray, sniff, DecodeError, Format, Limits};
-use kneescreen::pipeline::model::sha256_hex;
+use kneescreen::pipeline::digest::sha256_hex;
 use kneescreen::record::{ReferReason, Side, SpacingSource};
 
 const SMALL_ENOUGH: usize = 64 << 20;
@@ -1154,8 +1154,11 @@ fn public_corpus_when_installed() {
                 let analysis = analyze(&bytes, &name, &sha, &classifier, &Limits::default())
                     .unwrap_or_else(|e| panic!("{name}: decoded but not graded: {e}"));
                 let g = analysis.record.grading().cloned().expect("graded");
-                let total: f32 = g.probabilities.iter().sum();
-                assert!(g.grade <= 4 && (total - 1.0).abs() < 1e-3, "{name}");
+                let total: f32 = g.headline.probabilities.iter().sum();
+                assert!(
+                    g.headline.grade <= 4 && (total - 1.0).abs() < 1e-3,
+                    "{name}"
+                );
                 assert!(g.dicom.is_some(), "{name}");
                 let off_scope = g.warnings.iter().any(|w| {
                     w.contains("not a radiograph") || w.contains("knee X-rays are greyscale")
@@ -1163,7 +1166,7 @@ fn public_corpus_when_installed() {
                 assert!(!off_scope || g.refer, "{name}: not a radiograph, so REFER");
                 println!(
                     "{name}: KL {} ({:.2}) {:?}",
-                    g.grade, g.confidence, g.warnings
+                    g.headline.grade, g.headline.confidence, g.warnings
                 );
             }
             Err(e) => println!("{}: {e}", path.display()),
@@ -1238,7 +1241,10 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
         ..Spec::default()
     };
     let from_8_bit = grading(&dicom_writer::write(&eight, &g));
-    assert_eq!(from_8_bit.probabilities, reference.probabilities);
+    assert_eq!(
+        from_8_bit.headline.probabilities,
+        reference.headline.probabilities
+    );
     assert!(from_8_bit.dicom.is_some());
     assert_eq!(from_8_bit.refer, reference.refer);
     // The same pixels labelled as an MR image: graded alike, but always referred to a clinician.
@@ -1247,7 +1253,10 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
         ..eight.clone()
     };
     let from_mr = grading(&dicom_writer::write(&mr, &g));
-    assert_eq!(from_mr.probabilities, reference.probabilities);
+    assert_eq!(
+        from_mr.headline.probabilities,
+        reference.headline.probabilities
+    );
     assert!(from_mr.refer);
     assert_eq!(from_mr.refer_reason, Some(ReferReason::NotARadiograph));
 
@@ -1262,8 +1271,10 @@ fn dicom_inputs_get_the_grade_of_the_same_image_as_png() {
     };
     let stored: Vec<i32> = g.iter().map(|&g| (255 - g) * 200 + 1000).collect();
     assert_eq!(
-        grading(&dicom_writer::write(&sixteen, &stored)).grade,
-        reference.grade
+        grading(&dicom_writer::write(&sixteen, &stored))
+            .headline
+            .grade,
+        reference.headline.grade
     );
 
     // Two knees side by side at 1 mm per pixel: as PNG and as DICOM both knees are found and cut

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use image::{GrayImage, Luma};
-use kneescreen::pipeline::localise::{crop, hog_descriptor, localise, NotFound, Side, Square};
+use kneescreen::pipeline::localise::{crop, hog_descriptor, localise, NotFound, Square};
+use kneescreen::record::Side;
 
 use crate::support::util::knee_film;
 

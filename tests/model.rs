@@ -212,19 +212,8 @@ fn grad_cam_weights_match_finite_differences_of_the_real_head() {
 
 #[test]
 fn a_model_file_that_does_not_match_its_card_is_refused() {
-    let src = default_models_dir();
-    let dir = util::temp_dir();
-    for entry in std::fs::read_dir(&src).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    let card_path = dir.path().join("card.json");
-    let mut card: Value =
-        serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
-    card["models"]["fp32"]["sha256"] = Value::from("0".repeat(64));
-    std::fs::write(&card_path, card.to_string()).unwrap();
+    let dir =
+        util::models_copy(|card| card["models"]["fp32"]["sha256"] = Value::from("0".repeat(64)));
     match Classifier::load(dir.path(), "fp32") {
         Err(ModelError::HashMismatch { .. }) => {}
         Err(e) => panic!("wrong error: {e}"),

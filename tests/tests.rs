@@ -4,6 +4,7 @@
 mod support;
 
 mod appliance;
+mod calibration;
 mod cam_golden;
 mod cli_analyze;
 mod decode;
@@ -14,5 +15,6 @@ mod localise;
 mod metrics_golden;
 mod model;
 mod preprocess_golden;
+mod screening;
 mod ui_golden;
 mod web;

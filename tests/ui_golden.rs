@@ -18,7 +18,7 @@ use kneescreen::hw::{Panel, VirtualPanel};
 use kneescreen::pipeline::cam::{self, CamGrid};
 use kneescreen::pipeline::decode::dicom::identity::PatientIdentity;
 use kneescreen::pipeline::KneePictures;
-use kneescreen::record::{Knee, Record, ReferReason, Roi, Side};
+use kneescreen::record::{Knee, KneeGrade, Record, ReferReason, Roi, Side};
 use kneescreen::ui::{render, StatusInfo, Study, View, ViewState};
 
 use crate::support::records;
@@ -109,23 +109,27 @@ fn graded(
 ) -> Record {
     let (_, roi) = fake_overlay();
     let mut g = records::grading(grade, probabilities);
-    g.grade_name = name.to_string();
-    g.grade_description = description.to_string();
+    g.headline.grade_name = name.to_string();
+    g.headline.grade_description = description.to_string();
     g.refer = refer.is_some();
     g.refer_reason = refer;
-    g.roi = Some(roi);
+    g.headline.roi = Some(roi);
     let file = format!("/srv/kneescreen/inbox/knee_kl{grade}_0042.png");
     records::graded(&file, &"0".repeat(64), g)
 }
 
 fn study(record: Record) -> Arc<Study> {
-    let pictures = record.grading().is_some();
+    let knees = match record.grading() {
+        Some(_) => vec![KneePictures {
+            overlay: fake_overlay().0,
+            network_input: fake_network_input(),
+        }],
+        None => Vec::new(),
+    };
     Arc::new(Study {
         record,
-        overlay: pictures.then(|| fake_overlay().0),
-        network_input: pictures.then(fake_network_input),
         film: None,
-        knees: Vec::new(),
+        knees,
         patient: None,
     })
 }
@@ -133,6 +137,7 @@ fn study(record: Record) -> Arc<Study> {
 fn status_info() -> StatusInfo {
     StatusInfo {
         model: "kneekl-mnv2 int8".into(),
+        head: "shipped".into(),
         queue: 2,
         watched: vec![
             "/srv/kneescreen/inbox".into(),
@@ -158,26 +163,21 @@ fn film_study() -> Arc<Study> {
     });
     let (overlay, roi) = fake_overlay();
     let mut right = records::grading(1, [0.25, 0.55, 0.15, 0.04, 0.01]);
-    right.roi = Some(roi);
+    right.headline.roi = Some(roi);
     let mut left = records::grading(2, [0.05, 0.30, 0.45, 0.15, 0.05]);
     left.refer = true;
     left.refer_reason = Some(ReferReason::LowConfidence);
-    left.roi = Some(roi);
+    left.headline.roi = Some(roi);
     let knee = |g: &kneescreen::record::Grading, side, x| Knee {
         side,
         bbox: [x, 40, 240, 240],
         detector_score: Some(1.2),
-        grade: g.grade,
-        grade_name: g.grade_name.clone(),
-        grade_description: "Grade description.".into(),
-        probabilities: g.probabilities.clone(),
-        oa: g.oa,
-        oa_probability: g.oa_probability,
-        confidence: g.confidence,
+        graded: KneeGrade {
+            grade_description: "Grade description.".into(),
+            ..g.headline.clone()
+        },
         refer: g.refer,
         refer_reason: g.refer_reason,
-        cam_grid: g.cam_grid.clone(),
-        roi: g.roi,
         warnings: Vec::new(),
     };
     let knees = vec![knee(&right, Side::Right, 40), knee(&left, Side::Left, 360)];
@@ -196,8 +196,6 @@ fn film_study() -> Arc<Study> {
             &"0".repeat(64),
             g,
         ),
-        overlay: Some(pictures.overlay.clone()),
-        network_input: Some(pictures.network_input.clone()),
         film: Some(film),
         knees: vec![pictures.clone(), pictures],
         patient: None,
@@ -469,9 +467,9 @@ fn odd_sizes_and_odd_data_draw_without_panicking_or_overflowing() {
         Some(ReferReason::LowConfidence),
     );
     if let Some(g) = odd.grading_mut() {
-        g.probabilities.extend([0.1; 4]);
+        g.headline.probabilities.extend([0.1; 4]);
         g.warnings = vec!["x".repeat(500); 10];
-        g.roi = Some(Roi {
+        g.headline.roi = Some(Roi {
             x: 200,
             y: 200,
             width: 500,

@@ -52,6 +52,10 @@ struct Fake {
     stored: Mutex<Vec<(String, Record)>>,
     gate: Mutex<Option<Arc<Gate>>>,
     frame: AtomicUsize,
+    /// The clinician's grades the console set: (stem, knee, grade).
+    grades: Mutex<Vec<(String, usize, Option<u8>)>>,
+    /// Calibration requests, by `force`.
+    calibrations: Mutex<Vec<bool>>,
 }
 
 fn sha_of(bytes: &[u8]) -> String {
@@ -64,8 +68,8 @@ fn sha_of(bytes: &[u8]) -> String {
 
 fn ok_record(file: &str, sha: &str) -> Record {
     let mut g = records::grading(2, [0.05, 0.15, 0.6, 0.15, 0.05]);
-    g.grade_name = "Minimal".into();
-    g.grade_description = "Definite osteophytes, possible joint-space narrowing".into();
+    g.headline.grade_name = "Minimal".into();
+    g.headline.grade_description = "Definite osteophytes, possible joint-space narrowing".into();
     records::graded(file, sha, g)
 }
 
@@ -144,6 +148,33 @@ impl Console for Fake {
 
     fn status(&self) -> Value {
         json!({ "model": "fake (int8)", "queue": 0, "watched": ["/media"], "free_disk_bytes": 1u64 << 30 })
+    }
+
+    fn site_grades(&self) -> Value {
+        json!({ "entered": self.grades.lock().unwrap().len() })
+    }
+
+    fn set_site_grade(&self, stem: &str, knee: usize, grade: Option<u8>) -> Result<(), String> {
+        if stem != STEM {
+            return Err("no such study".into());
+        }
+        self.grades
+            .lock()
+            .unwrap()
+            .push((stem.to_string(), knee, grade));
+        Ok(())
+    }
+
+    fn calibrate(&self, force: bool) -> Result<Value, String> {
+        self.calibrations.lock().unwrap().push(force);
+        match force {
+            true => Ok(json!({ "activated": true })),
+            false => Err("12 graded knees: calibration needs at least 50".into()),
+        }
+    }
+
+    fn revert_head(&self) -> Result<Value, String> {
+        Ok(json!({ "was": null }))
     }
 }
 
@@ -747,6 +778,82 @@ fn concurrent_uploads_beyond_the_limit_get_503() {
         .map(|u| u.1.clone())
         .collect();
     assert_eq!(names, ["first.png", "third.png"]);
+}
+
+#[test]
+fn site_grades_and_calibration_reach_the_console() {
+    let (server, fake) = start(|_| {});
+    let a = server.addr;
+    let o = origin(a);
+    let h = [("Origin", o.as_str()), ("Content-Type", "application/json")];
+    let body = format!(r#"{{"stem":"{STEM}","knee":1,"grade":3}}"#);
+    let r = request(a, "POST", "/api/site-grades", &h, body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["entered"],
+        1,
+        "the answer is the grades after the change"
+    );
+    let clear = format!(r#"{{"stem":"{STEM}","knee":0,"grade":null}}"#);
+    assert_eq!(
+        request(a, "POST", "/api/site-grades", &h, clear.as_bytes()).status,
+        200
+    );
+    assert_eq!(get(a, "/api/site-grades").json()["entered"], 2);
+    for bad in [
+        &br#"{"stem":"../x","knee":0,"grade":1}"#[..],
+        br#"{"stem":"a","knee":-1,"grade":1}"#,
+        br#"{"stem":"a","knee":0,"grade":"two"}"#,
+        br#"{"stem":"a"}"#,
+        b"",
+    ] {
+        let r = request(a, "POST", "/api/site-grades", &h, bad);
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(bad));
+    }
+    let unknown = br#"{"stem":"nostudy","knee":0,"grade":1}"#;
+    let r = request(a, "POST", "/api/site-grades", &h, unknown);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("no such study"))
+    );
+    assert_eq!(
+        *fake.grades.lock().unwrap(),
+        vec![(STEM.to_string(), 1, Some(3)), (STEM.to_string(), 0, None)]
+    );
+
+    // Calibration: a refusal is 422 with the reason; an empty body means no force.
+    let r = request(a, "POST", "/api/calibrate", &h, b"");
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"].as_str().unwrap().contains("at least 50"));
+    let r = request(a, "POST", "/api/calibrate", &h, br#"{"force":true}"#);
+    assert_eq!(
+        (r.status, r.json()["activated"].as_bool()),
+        (200, Some(true))
+    );
+    let r = request(a, "POST", "/api/calibrate", &h, b"force");
+    assert_eq!(r.status, 400);
+    assert_eq!(*fake.calibrations.lock().unwrap(), vec![false, true]);
+    assert_eq!(get(a, "/api/calibrate").status, 405);
+    let r = request(a, "POST", "/api/calibrate/revert", &h, b"");
+    assert_eq!(r.status, 200);
+    // Cross-site: a page elsewhere cannot change grades or the head.
+    let evil = [
+        ("Origin", "http://evil.example"),
+        ("Content-Type", "application/json"),
+    ];
+    for path in [
+        "/api/site-grades",
+        "/api/calibrate",
+        "/api/calibrate/revert",
+    ] {
+        assert_eq!(
+            request(a, "POST", path, &evil, body.as_bytes()).status,
+            403,
+            "{path}"
+        );
+    }
+    assert_eq!(fake.grades.lock().unwrap().len(), 2);
+    assert_eq!(fake.calibrations.lock().unwrap().len(), 2);
 }
 
 #[test]

@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::appliance::events::{lock, BetweenThreads, Done, Event};
+use crate::calibration::{self, heads, site_grades};
 use crate::config::Config;
 use crate::hw::{ButtonEvent, Panel};
 use crate::pipeline::decode::dicom::identity::{self, PatientIdentity};
 use crate::pipeline::decode::limits::Limits;
+use crate::pipeline::digest::sha256_hex;
 use crate::pipeline::input::{self, InputError};
 use crate::pipeline::model::{self, Classifier};
 use crate::pipeline::{self, Analysis, AnalysisError};
@@ -65,6 +67,7 @@ where
         };
         let mut state = ViewState::default();
         state.status.model = format!("{} ({})", classifier.card().name, classifier.variant);
+        state.status.head = classifier.head_id().name;
         state.status.processed = journal.len() as u64;
         state.status.rejected = journal
             .iter()
@@ -94,6 +97,12 @@ where
                 let _ = reply.send(self.process_upload(bytes, &name));
             }
             Event::Button(b) => self.press(b),
+            Event::Calibrate { force, reply } => {
+                let _ = reply.send(self.calibrate(force));
+            }
+            Event::RevertHead { reply } => {
+                let _ = reply.send(self.revert_head());
+            }
             // Inputs whose results could not be written are not journaled: the next start retries them.
             Event::WatcherIdle => return !exit_when_idle,
         }
@@ -119,6 +128,77 @@ where
             self.show();
         } else {
             lock(&self.shared).status = self.state.status.clone(); // the console reads it
+        }
+    }
+
+    /// Fits a site head to the knees the clinician graded in the console (`site_grades`), with
+    /// the shipped head's features, exactly as `kneescreen calibrate` does; when it becomes
+    /// active, the classifier is loaded again with it.
+    fn calibrate(&mut self, force: bool) -> Result<serde_json::Value, String> {
+        let grades = site_grades::load(&self.config.results);
+        let target = self.config.oa_target_sensitivity;
+        self.classifier
+            .without_site_head(target)
+            .map_err(|e| e.to_string())?;
+        self.state.busy = Some("calibration".into());
+        self.show();
+        let collected = site_grades::examples(&self.config.results, &grades, &self.classifier);
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let studies = grades.len();
+        let fitted = calibration::calibrate(
+            &collected.examples,
+            &self.classifier,
+            &format!("console: knees graded by the clinician in {studies} studies"),
+            target,
+            calibration::LAMBDA,
+            &created,
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|c| heads::keep(&self.models_dir(), c, force).map_err(|e| e.to_string()));
+        self.state.busy = None;
+        let reloaded = self.reload_classifier();
+        let saved = fitted?;
+        reloaded?;
+        let mut answer = saved.to_json(&collected.refused);
+        answer["report"] = saved.to_text(collected.refused.len()).into();
+        eprintln!(
+            "kneescreen: calibration from the console: {} ({})",
+            saved.path.display(),
+            if saved.activated {
+                "active"
+            } else {
+                "not activated"
+            }
+        );
+        Ok(answer)
+    }
+
+    /// Goes back to the shipped head (site heads stay on disk).
+    fn revert_head(&mut self) -> Result<serde_json::Value, String> {
+        let was = heads::revert(&self.models_dir()).map_err(|e| e.to_string())?;
+        self.reload_classifier()?;
+        eprintln!("kneescreen: back to the shipped head");
+        Ok(serde_json::json!({ "was": was, "head": self.state.status.head }))
+    }
+
+    fn models_dir(&self) -> PathBuf {
+        (self.config.models_dir.clone()).unwrap_or_else(model::default_models_dir)
+    }
+
+    /// The classifier again from the models folder (with whichever head is active there now).
+    fn reload_classifier(&mut self) -> Result<(), String> {
+        match load_classifier(&self.config) {
+            Ok(c) => {
+                self.classifier = c;
+                self.state.status.head = self.classifier.head_id().name;
+                self.show();
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("the model could not be loaded again: {e:#}");
+                self.fail(msg.clone());
+                Err(msg)
+            }
         }
     }
 
@@ -166,7 +246,7 @@ where
                 return;
             }
         };
-        let sha = model::sha256_hex(&bytes);
+        let sha = sha256_hex(&bytes);
         if self.done_before(&sha).is_some() {
             return; // the same bytes were already graded (another name, another stick, a restart)
         }
@@ -175,7 +255,7 @@ where
     }
 
     fn process_upload(&mut self, bytes: Vec<u8>, name: &str) -> Done {
-        let sha = model::sha256_hex(&bytes);
+        let sha = sha256_hex(&bytes);
         let source = format!("upload: {name}"); // the console has sanitised the client's name
         if let Some((stem, record)) = self.done_before(&sha) {
             // Graded before (perhaps before a restart): the console may not hold its patient.
@@ -376,6 +456,16 @@ where
     }
 }
 
+/// The classifier the configuration names, with its thread count and OA operating point.
+pub fn load_classifier(config: &Config) -> anyhow::Result<Classifier> {
+    let mut classifier = model::load_classifier(config.models_dir.as_deref(), &config.model)?;
+    if let Some(threads) = config.inference_threads {
+        classifier.set_threads(threads);
+    }
+    classifier.set_target_sensitivity(config.oa_target_sensitivity)?;
+    Ok(classifier)
+}
+
 fn status_changed(a: &StatusInfo, b: &StatusInfo) -> bool {
     a.queue != b.queue
         || a.watched != b.watched
@@ -393,7 +483,7 @@ fn identity_hash(path: &Path) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    model::sha256_hex(format!("{}|{size}|{mtime}", path.display()).as_bytes())
+    sha256_hex(format!("{}|{size}|{mtime}", path.display()).as_bytes())
 }
 
 /// Free space on the filesystem holding `dir`.

@@ -6,6 +6,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 
 use crate::appliance::events::{lock, BetweenThreads, Event};
+use crate::calibration::{self, site_grades};
 use crate::hw::ButtonEvent;
 use crate::pipeline::decode::dicom::identity::PatientIdentity;
 use crate::record::Record;
@@ -18,11 +19,27 @@ pub struct AppConsole {
     pub tx: Mutex<Sender<Event>>,
     pub shared: Arc<Mutex<BetweenThreads>>,
     pub results: PathBuf,
+    /// One grade is written at a time (each write reads the file, changes one knee, replaces it).
+    pub grades_lock: Mutex<()>,
 }
+
+/// What the loop answers a calibration request with.
+type Answer = Result<serde_json::Value, String>;
 
 impl AppConsole {
     fn send(&self, event: Event) -> bool {
         lock(&self.tx).send(event).is_ok()
+    }
+
+    /// Sends the event `make` builds and waits for the loop's answer.
+    fn ask(&self, make: impl FnOnce(mpsc::Sender<Answer>) -> Event) -> Answer {
+        let (reply, answer) = mpsc::channel();
+        if !self.send(make(reply)) {
+            return Err("the appliance is shutting down".into());
+        }
+        answer
+            .recv()
+            .map_err(|_| "the appliance stopped before it answered".to_string())?
     }
 }
 
@@ -69,5 +86,28 @@ impl Console for AppConsole {
 
     fn status(&self) -> serde_json::Value {
         serde_json::to_value(&lock(&self.shared).status).unwrap_or_default()
+    }
+
+    fn site_grades(&self) -> serde_json::Value {
+        let grades = site_grades::load(&self.results);
+        serde_json::json!({
+            "counts": site_grades::counts(&grades),
+            "min_knees": calibration::MIN_KNEES,
+            "head": lock(&self.shared).status.head,
+            "grades": grades,
+        })
+    }
+
+    fn set_site_grade(&self, stem: &str, knee: usize, grade: Option<u8>) -> Result<(), String> {
+        let _one_at_a_time = lock(&self.grades_lock);
+        site_grades::set(&self.results, stem, knee, grade)
+    }
+
+    fn calibrate(&self, force: bool) -> Answer {
+        self.ask(|reply| Event::Calibrate { force, reply })
+    }
+
+    fn revert_head(&self) -> Answer {
+        self.ask(|reply| Event::RevertHead { reply })
     }
 }

@@ -25,6 +25,16 @@ pub enum Event {
         reply: Sender<Done>,
     },
     Button(ButtonEvent),
+    /// The console asks for a site head from the clinician's grades (`force`: activate it even
+    /// without a cross-validated gain); the report, or why not, goes back on `reply`.
+    Calibrate {
+        force: bool,
+        reply: Sender<Result<serde_json::Value, String>>,
+    },
+    /// The console asks to go back to the shipped head.
+    RevertHead {
+        reply: Sender<Result<serde_json::Value, String>>,
+    },
     /// The watcher has nothing pending (used by `--exit-when-idle`).
     WatcherIdle,
 }

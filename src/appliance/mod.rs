@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::hw::Panel;
-use crate::pipeline::model;
 use crate::web::WebConfig;
 use app::{App, TICK};
 use console::AppConsole;
@@ -60,10 +59,7 @@ where
 /// Starts the appliance with `config`: model, panel, watcher, button and web console, then the loop.
 pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut classifier = model::load_classifier(config.models_dir.as_deref(), &config.model)?;
-    if let Some(threads) = config.inference_threads {
-        classifier.set_threads(threads);
-    }
+    let classifier = app::load_classifier(&config)?;
     std::fs::create_dir_all(&config.results)
         .with_context(|| format!("creating {}", config.results.display()))?;
     let shared = Arc::new(Mutex::new(BetweenThreads::default()));
@@ -94,6 +90,7 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
                 tx: Mutex::new(tx.clone()),
                 shared: shared.clone(),
                 results: config.results.clone(),
+                grades_lock: Mutex::new(()),
             };
             let web_config = WebConfig {
                 listen: config.web.listen,

@@ -2,8 +2,10 @@
 //! map, its upsampling, jet overlay and region of interest. Types validate shape when built.
 
 use image::{GrayImage, Rgb, RgbImage};
-use thiserror::Error;
 
+use crate::pipeline::head::Head;
+pub use crate::pipeline::shape::CamError;
+use crate::pipeline::shape::{check_len, product};
 use crate::record::Roi;
 
 /// Default ROI threshold on the normalised heatmap.
@@ -11,164 +13,6 @@ pub const ROI_THRESHOLD: f32 = 0.5;
 
 /// Colour of the ROI outline: magenta does not occur in the jet colormap nor in a gray X-ray.
 pub const OUTLINE_COLOUR: Rgb<u8> = Rgb([255, 0, 255]);
-
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum CamError {
-    #[error("{what} has {got} values but its shape needs {expected}")]
-    Length {
-        what: &'static str,
-        got: usize,
-        expected: usize,
-    },
-    #[error("{0} has a zero dimension")]
-    Empty(&'static str),
-    #[error("{0} contains NaN or infinite values")]
-    NonFinite(&'static str),
-    #[error("class {class} requested but the classifier head has {classes} classes")]
-    Class { class: usize, classes: usize },
-    #[error("heatmap is {heat_width}x{heat_height} but the image is {image_width}x{image_height}")]
-    Size {
-        heat_width: usize,
-        heat_height: usize,
-        image_width: u32,
-        image_height: u32,
-    },
-}
-
-/// Product of dimensions; saturates so absurd dimensions fail the length check instead of overflowing.
-fn product(dims: &[usize]) -> usize {
-    dims.iter().fold(1, |a, &b| a.saturating_mul(b))
-}
-
-fn check_len(what: &'static str, values: &[f32], expected: usize) -> Result<(), CamError> {
-    if values.len() != expected {
-        return Err(CamError::Length {
-            what,
-            got: values.len(),
-            expected,
-        });
-    }
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(CamError::NonFinite(what));
-    }
-    Ok(())
-}
-
-/// Dense head after the pooled features: `h = ReLU(g·W1 + b1)`, `z = h·W2 + b2`. Weights are
-/// stored Keras-style, row-major `w1[input][hidden]` and `w2[hidden][class]`.
-///
-/// The head is piecewise linear, so `∂z_c/∂g = W1 (m ⊙ W2[:, c])` with `m = 1[h > 0]` is exact
-/// and Grad-CAM needs no autodiff.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Head {
-    w1: Vec<f32>,
-    b1: Vec<f32>,
-    w2: Vec<f32>,
-    b2: Vec<f32>,
-    inputs: usize,
-    hidden: usize,
-    classes: usize,
-}
-
-impl Head {
-    pub fn new(
-        w1: Vec<f32>,
-        b1: Vec<f32>,
-        w2: Vec<f32>,
-        b2: Vec<f32>,
-        inputs: usize,
-        hidden: usize,
-        classes: usize,
-    ) -> Result<Head, CamError> {
-        if inputs == 0 || hidden == 0 || classes == 0 {
-            return Err(CamError::Empty("classifier head"));
-        }
-        check_len("head weight W1", &w1, product(&[inputs, hidden]))?;
-        check_len("head bias b1", &b1, hidden)?;
-        check_len("head weight W2", &w2, product(&[hidden, classes]))?;
-        check_len("head bias b2", &b2, classes)?;
-        Ok(Head {
-            w1,
-            b1,
-            w2,
-            b2,
-            inputs,
-            hidden,
-            classes,
-        })
-    }
-
-    pub fn inputs(&self) -> usize {
-        self.inputs
-    }
-
-    pub fn hidden(&self) -> usize {
-        self.hidden
-    }
-
-    pub fn classes(&self) -> usize {
-        self.classes
-    }
-
-    /// Hidden pre-activations `g·W1 + b1`, accumulated in f64 so that the recomputed
-    /// logits agree with the model's to well below f32 display precision.
-    fn pre_activations(&self, pooled: &[f32]) -> Result<Vec<f64>, CamError> {
-        check_len(
-            "pooled features given to the classifier head",
-            pooled,
-            self.inputs,
-        )?;
-        let mut acc: Vec<f64> = self.b1.iter().map(|&b| f64::from(b)).collect();
-        for (&g, row) in pooled.iter().zip(self.w1.chunks_exact(self.hidden)) {
-            for (a, &w) in acc.iter_mut().zip(row) {
-                *a += f64::from(g) * f64::from(w);
-            }
-        }
-        Ok(acc)
-    }
-
-    /// Class logits (pre-softmax) for a pooled feature vector.
-    pub fn logits(&self, pooled: &[f32]) -> Result<Vec<f32>, CamError> {
-        let pre = self.pre_activations(pooled)?;
-        let mut acc: Vec<f64> = self.b2.iter().map(|&b| f64::from(b)).collect();
-        for (&p, row) in pre.iter().zip(self.w2.chunks_exact(self.classes)) {
-            let h = p.max(0.0);
-            for (a, &w) in acc.iter_mut().zip(row) {
-                *a += h * f64::from(w);
-            }
-        }
-        Ok(acc.into_iter().map(|z| z as f32).collect())
-    }
-
-    /// Exact gradient `∂z_class/∂g` of one logit with respect to the pooled features.
-    pub fn gradient(&self, pooled: &[f32], class: usize) -> Result<Vec<f32>, CamError> {
-        if class >= self.classes {
-            return Err(CamError::Class {
-                class,
-                classes: self.classes,
-            });
-        }
-        // Only hidden units that passed the ReLU carry gradient (m ⊙ W2[:, c]).
-        let upstream: Vec<f64> = self
-            .pre_activations(pooled)?
-            .iter()
-            .zip(self.w2.chunks_exact(self.classes))
-            .map(|(&p, row)| if p > 0.0 { f64::from(row[class]) } else { 0.0 })
-            .collect();
-        Ok(self
-            .w1
-            .chunks_exact(self.hidden)
-            .map(|row| {
-                let d: f64 = row
-                    .iter()
-                    .zip(&upstream)
-                    .map(|(&w, &u)| f64::from(w) * u)
-                    .sum();
-                d as f32
-            })
-            .collect())
-    }
-}
 
 /// Last convolutional feature map, NHWC row-major: value `(i, j, k)` is at `(i*width + j)*channels + k`.
 #[derive(Debug, Clone, Copy)]

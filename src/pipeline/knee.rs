@@ -5,10 +5,10 @@ use std::time::Instant;
 
 use image::{GrayImage, RgbImage};
 
-use crate::pipeline::model::{Classifier, ModelError};
+use crate::pipeline::model::{Classifier, KneeFeatures, ModelError};
 use crate::pipeline::overlay;
 use crate::pipeline::preprocess::{self, INPUT_SIZE};
-use crate::record::{Knee, ReferReason, Side, Timings};
+use crate::record::{Knee, KneeGrade, ReferReason, Side, Timings};
 
 /// Where a knee's crop came from.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct GradedKnee {
     pub overlay: RgbImage,
     /// The exact network input before /255.
     pub network_input: GrayImage,
+    /// The pooled features of the crop and its mirror (for site calibration).
+    pub features: KneeFeatures,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -78,30 +80,37 @@ pub fn grade(
         ));
     }
     let class = card.classes.get(grade);
+    let oa_probability: f32 = classification.probabilities.iter().skip(oa_from).sum();
     let knee = Knee {
         side: place.side,
         bbox: place.bbox,
         detector_score: place.detector_score,
-        grade: grade as u8,
-        grade_name: class.map(|c| c.name.clone()).unwrap_or_default(),
-        grade_description: class.map(|c| c.description.clone()).unwrap_or_default(),
-        oa: grade >= oa_from,
-        oa_probability: classification.probabilities.iter().skip(oa_from).sum(),
-        probabilities: classification.probabilities.clone(),
-        confidence,
+        graded: KneeGrade {
+            grade: grade as u8,
+            grade_name: class.map(|c| c.name.clone()).unwrap_or_default(),
+            grade_description: class.map(|c| c.description.clone()).unwrap_or_default(),
+            oa: match classifier.oa_call() {
+                Some(call) => oa_probability >= call.threshold,
+                None => grade >= oa_from,
+            },
+            oa_probability,
+            probabilities: classification.probabilities.clone(),
+            confidence,
+            cam_grid: grid
+                .values()
+                .chunks(grid.width())
+                .map(<[f32]>::to_vec)
+                .collect(),
+            roi,
+        },
         refer: refer_reason.is_some(),
         refer_reason,
-        cam_grid: grid
-            .values()
-            .chunks(grid.width())
-            .map(<[f32]>::to_vec)
-            .collect(),
-        roi,
         warnings,
     };
     Ok(GradedKnee {
         knee,
         overlay,
         network_input,
+        features: classification.features()?,
     })
 }

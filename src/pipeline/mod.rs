@@ -5,14 +5,21 @@
 
 pub mod cam; // Grad-CAM from the feature map and the head's weights, heatmap, ROI
 pub mod decode; // bytes → 8-bit grey image (+ DICOM facts), within size limits
+pub mod digest; // SHA-256 hex of inputs, model files and site heads
+pub mod head; // the grading heads on the pooled features (shipped dense, site linear): logits, gradients
 pub mod input; // reading an input file safely (size limit, never modified)
 pub mod knee; // one knee's crop → preprocess → model → Grad-CAM → grade and pictures
 pub mod localise; // the knee joints of a radiograph (HOG + linear SVM), their crops
 pub mod model; // model card, tract inference
 pub mod overlay; // heatmap over the X-ray, ROI outline, the whole film with knee boxes
 pub mod preprocess; // the preprocessing contract (crop60-eqhist-v1), OpenCV-compatible
+pub mod screening; // the OA call: ROC of P(KL ≥ 2), its area, the threshold for a target sensitivity
+pub mod shape; // numbers whose shape is checked: the error shared by head, Grad-CAM and model
 pub mod sides; // which knee is the patient's right or left
+pub mod site_head; // a clinic's calibrated linear head: its file, loading the active one
 
+use crate::pipeline::digest::sha256_hex;
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Instant;
 
@@ -21,7 +28,7 @@ use image::{GrayImage, RgbImage};
 use crate::pipeline::decode::dicom::policy;
 use crate::pipeline::decode::limits::{DecodeError, Limits};
 use crate::pipeline::localise::{Localisation, NotFound};
-use crate::pipeline::model::{Classifier, ModelError};
+use crate::pipeline::model::{Classifier, KneeFeatures, ModelError};
 use crate::record::{DicomInfo, Grading, ModelId, Outcome, Record, Timings, NOTICE};
 
 /// A finished analysis with the pictures that go with it.
@@ -31,6 +38,8 @@ pub struct Analysis {
     pub knees: Vec<KneePictures>,
     /// The whole radiograph with each knee's box, when knee joints were found in a larger image.
     pub film: Option<RgbImage>,
+    /// Each knee's pooled features (what a site head is fitted on), in the same order.
+    pub features: Vec<KneeFeatures>,
 }
 
 /// The pictures of one knee.
@@ -48,6 +57,7 @@ impl Analysis {
             record,
             knees: Vec::new(),
             film: None,
+            features: Vec::new(),
         }
     }
 
@@ -122,13 +132,15 @@ pub fn analyze(
         .is_some_and(|info| !policy::looks_like_radiograph(info));
     let mut knees = Vec::new();
     let mut pictures = Vec::new();
+    let mut features = Vec::new();
     for (joint, place) in found.joints.iter().zip(places) {
         let crop = match found.whole_image_is_one_joint {
-            true => gray.clone(),
-            false => localise::crop(&gray, &joint.square).0,
+            true => Cow::Borrowed(&gray),
+            false => Cow::Owned(localise::crop(&gray, &joint.square).0),
         };
         let graded = knee::grade(&crop, place, not_a_radiograph, classifier, &mut t)?;
         knees.push(graded.knee);
+        features.push(graded.features);
         pictures.push(KneePictures {
             overlay: graded.overlay,
             network_input: graded.network_input,
@@ -142,13 +154,7 @@ pub fn analyze(
     let head = &knees[headline_knee];
     let referred = knees.iter().find(|k| k.refer);
     let grading = Grading {
-        grade: head.grade,
-        grade_name: head.grade_name.clone(),
-        grade_description: head.grade_description.clone(),
-        probabilities: head.probabilities.clone(),
-        oa: head.oa,
-        oa_probability: head.oa_probability,
-        confidence: head.confidence,
+        headline: head.graded.clone(),
         refer: referred.is_some(),
         refer_reason: referred.and_then(|k| k.refer_reason),
         warnings: {
@@ -168,8 +174,7 @@ pub fn analyze(
                 .chain(per_knee)
                 .collect()
         },
-        cam_grid: head.cam_grid.clone(),
-        roi: head.roi,
+        oa_call: classifier.oa_call().cloned(),
         input_width: gray.width(),
         input_height: gray.height(),
         dicom: decoded.dicom,
@@ -178,6 +183,7 @@ pub fn analyze(
             variant: classifier.variant.clone(),
             sha256: classifier.sha256.clone(),
             preprocessing: card.preprocessing.clone(),
+            head: classifier.head_id(),
         },
         timings_ms: t,
         notice: NOTICE.to_string(),
@@ -193,6 +199,7 @@ pub fn analyze(
         record,
         knees: pictures,
         film,
+        features,
     })
 }
 
@@ -213,7 +220,7 @@ pub fn analyze_file(
             )))
         }
     };
-    let sha256 = model::sha256_hex(&bytes);
+    let sha256 = sha256_hex(&bytes);
     match analyze(&bytes, &name, &sha256, classifier, limits) {
         Ok(a) => Ok(a),
         Err(AnalysisError::Rejected(e)) => Ok(Analysis::rejected(Record::rejected(

@@ -4,13 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::pipeline::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tract_onnx::pb::{ModelProto, TensorProto};
 use tract_onnx::prelude::*;
 
-use crate::pipeline::cam::{self, CamError, FeatureMap, Head};
+use crate::pipeline::cam::{self, CamError, FeatureMap};
+use crate::pipeline::head::Head;
 use crate::pipeline::preprocess::{self, INPUT_SIZE};
+use crate::pipeline::screening::{self, OperatingPoint, Roc, RocError, DEFAULT_TARGET_SENSITIVITY};
+use crate::pipeline::site_head::{self, SiteHeadError};
+use crate::record::HeadId;
 
 /// File name of the model card inside a models folder.
 pub const CARD_FILE: &str = "card.json";
@@ -52,6 +56,12 @@ pub enum ModelError {
     /// The model's outputs do not have the shapes Grad-CAM needs.
     #[error("Grad-CAM could not be computed from the model's outputs: {0}")]
     Cam(#[from] CamError),
+    /// The active site head cannot be used.
+    #[error("{0}")]
+    SiteHead(#[from] SiteHeadError),
+    /// The card's ROC of the OA call is unusable, or the target sensitivity is out of range.
+    #[error("the OA operating point: {0}")]
+    OperatingPoint(#[from] RocError),
     /// Anything tract reports (unsupported operator, wrong shapes, …).
     #[error("the model could not be loaded or run: {0}")]
     Tract(String),
@@ -77,6 +87,10 @@ pub struct GradeInfo {
 pub struct ModelFile {
     pub file: String,
     pub sha256: String,
+    /// ROC of P(KL ≥ 2) on the selection slice, from which the OA call's threshold is derived
+    /// for a target sensitivity; without it OA is called for grades ≥ `oa_from_grade`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oa_roc: Option<Roc>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
@@ -211,6 +225,38 @@ fn arg_max(probabilities: &[f32]) -> (usize, f32) {
         )
 }
 
+/// The pooled features of one knee's image and of its mirror: what a site head is fitted on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KneeFeatures {
+    pub image: Vec<f32>,
+    pub mirror: Option<Vec<f32>>,
+}
+
+impl KneeFeatures {
+    fn of(image: &Inference, mirrored: Option<&Inference>) -> Result<KneeFeatures, CamError> {
+        Ok(KneeFeatures {
+            image: cam::global_average_pool(&image.feature_map()?),
+            mirror: match mirrored {
+                Some(m) => Some(cam::global_average_pool(&m.feature_map()?)),
+                None => None,
+            },
+        })
+    }
+
+    /// The mean of the two views' features (the image's alone without a mirror).
+    pub fn mean(&self) -> Vec<f32> {
+        match &self.mirror {
+            Some(m) => self
+                .image
+                .iter()
+                .zip(m)
+                .map(|(a, b)| 0.5 * (a + b))
+                .collect(),
+            None => self.image.clone(),
+        }
+    }
+}
+
 /// The model's answer for one image: one pass, or (with the card's `flip_average`) the mean of
 /// the logits of the image and of its left-right mirror.
 #[derive(Debug, Clone)]
@@ -226,6 +272,11 @@ impl Classification {
     /// The predicted grade (arg-max) and its probability.
     pub fn top(&self) -> (usize, f32) {
         arg_max(&self.probabilities)
+    }
+
+    /// The pooled features of the image and its mirror.
+    pub fn features(&self) -> Result<KneeFeatures, CamError> {
+        KneeFeatures::of(&self.image, self.mirrored.as_ref())
     }
 
     /// Grad-CAM of `class` for the logits this classification used.
@@ -254,6 +305,10 @@ pub struct Classifier {
     /// Threads for one image's network passes: with two or more, the image and its mirror run
     /// at the same time.
     threads: usize,
+    /// The OA call's threshold on P(KL ≥ 2), when the card (or the site head) has a ROC.
+    oa_call: Option<OperatingPoint>,
+    /// The clinic's calibrated head, when one is active and was fitted on this backbone.
+    site: Option<site_head::Loaded>,
 }
 
 /// The default for `Classifier::threads`: every core this process may use.
@@ -265,9 +320,9 @@ impl Classifier {
     /// Loads `which` ("int8", "fp32", or a path to an ONNX file with the card's layout) from `dir`.
     pub fn load(dir: &Path, which: &str) -> Result<Classifier, ModelError> {
         let card = Card::load(dir)?;
-        let (file, expected) = match card.models.get(which) {
-            Some(m) => (dir.join(&m.file), Some(m.sha256.clone())),
-            None if which.ends_with(".onnx") => (PathBuf::from(which), None),
+        let (file, expected, oa_roc) = match card.models.get(which) {
+            Some(m) => (dir.join(&m.file), Some(m.sha256.clone()), m.oa_roc.clone()),
+            None if which.ends_with(".onnx") => (PathBuf::from(which), None, None),
             None => {
                 let known = card.models.keys().cloned().collect::<Vec<_>>().join(", ");
                 return Err(ModelError::UnknownVariant(which.to_string(), known));
@@ -304,7 +359,10 @@ impl Classifier {
         let features_index = output_index(&card.outputs.features.name)?;
         let logits_index = output_index(&card.outputs.logits.name)?;
         let plan = model.into_optimized()?.into_runnable()?;
-        let classifier = Classifier {
+        // A head fitted on another backbone (the other variant) does not apply to this one.
+        let site = site_head::load_active(dir)?.filter(|s| s.stored.backbone_sha256 == sha256);
+        let oa_roc = site.as_ref().map(|s| s.stored.oa_roc.clone()).or(oa_roc);
+        let mut classifier = Classifier {
             plan,
             head,
             card,
@@ -314,8 +372,14 @@ impl Classifier {
             features_index,
             logits_index,
             threads: default_threads(),
+            oa_call: oa_roc
+                .map(|roc| screening::operating_point(&roc, DEFAULT_TARGET_SENSITIVITY))
+                .transpose()?,
+            site: None,
         };
+        // The self-test checks the shipped head against the model's own logits.
         classifier.self_test()?;
+        classifier.site = site;
         Ok(classifier)
     }
 
@@ -323,13 +387,68 @@ impl Classifier {
         &self.card
     }
 
+    /// The head that grades: the active site head, else the shipped one.
     pub fn head(&self) -> &Head {
+        self.site.as_ref().map_or(&self.head, |s| &s.head)
+    }
+
+    /// The head inside the model file.
+    pub fn shipped_head(&self) -> &Head {
         &self.head
+    }
+
+    /// The softmax temperature of the shipped head (a site head is fitted as probabilities: 1).
+    pub fn shipped_temperature(&self) -> f32 {
+        self.card.temperature
+    }
+
+    /// Grades with the shipped head from now on (the OA call back to the card's ROC at `target`).
+    pub fn without_site_head(&mut self, target: f64) -> Result<(), ModelError> {
+        self.site = None;
+        self.oa_call = self.shipped_oa_call(target)?;
+        Ok(())
+    }
+
+    /// The shipped head's OA call at `target` sensitivity, from the card's ROC (none without one).
+    pub fn shipped_oa_call(&self, target: f64) -> Result<Option<OperatingPoint>, ModelError> {
+        let roc = self
+            .card
+            .models
+            .get(&self.variant)
+            .and_then(|m| m.oa_roc.as_ref());
+        Ok(roc
+            .map(|r| screening::operating_point(r, target))
+            .transpose()?)
+    }
+
+    /// Which head grades, for the records.
+    pub fn head_id(&self) -> HeadId {
+        match &self.site {
+            Some(s) => HeadId {
+                name: format!("{}/{}", site_head::DIR, s.file),
+                sha256: Some(s.sha256.clone()),
+            },
+            None => HeadId::default(),
+        }
     }
 
     /// Threads one image's passes may use (at least 1).
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// How OA is called: P(KL ≥ 2) ≥ the threshold; `None` calls it for grades ≥ `oa_from_grade`.
+    pub fn oa_call(&self) -> Option<&OperatingPoint> {
+        self.oa_call.as_ref()
+    }
+
+    /// Re-derives the OA call's threshold for `target` sensitivity from the card's ROC.
+    pub fn set_target_sensitivity(&mut self, target: f64) -> Result<(), ModelError> {
+        self.oa_call = match &self.site {
+            Some(site) => Some(screening::operating_point(&site.stored.oa_roc, target)?),
+            None => self.shipped_oa_call(target)?,
+        };
+        Ok(())
     }
 
     /// Sets the threads one image's passes may use (0 is taken as 1).
@@ -358,14 +477,19 @@ impl Classifier {
             Some(flipped) => (pass(network_input)?, Some(pass(flipped)?)),
             None => (pass(network_input)?, None),
         };
-        let logits: Vec<f32> = match &mirrored {
-            Some(m) => image
+        let logits: Vec<f32> = match (&self.site, &mirrored) {
+            // Linear: the mean of the two views' logits is the logits of their mean features.
+            (Some(site), _) => {
+                let pooled = KneeFeatures::of(&image, mirrored.as_ref())?.mean();
+                site.head.logits(&pooled)?
+            }
+            (None, Some(m)) => image
                 .logits
                 .iter()
                 .zip(&m.logits)
                 .map(|(a, b)| 0.5 * (a + b))
                 .collect(),
-            None => image.logits.clone(),
+            (None, None) => image.logits.clone(),
         };
         Ok(Classification {
             probabilities: self.calibrated(&logits),
@@ -377,7 +501,11 @@ impl Classifier {
 
     /// softmax(logits / temperature).
     fn calibrated(&self, logits: &[f32]) -> Vec<f32> {
-        let scaled: Vec<f32> = logits.iter().map(|z| z / self.card.temperature).collect();
+        let temperature = match self.site {
+            Some(_) => 1.0,
+            None => self.card.temperature,
+        };
+        let scaled: Vec<f32> = logits.iter().map(|z| z / temperature).collect();
         cam::softmax(&scaled)
     }
 
@@ -470,12 +598,4 @@ fn read_head(onnx: &tract_onnx::Onnx, proto: &ModelProto, card: &Card) -> Result
         )));
     }
     Ok(Head::new(w1, b1, w2, b2, s1[0], s1[1], s2[1])?)
-}
-
-/// sha256 of a byte slice, as lower-case hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

@@ -6,7 +6,7 @@ use image::{GrayImage, Rgb, RgbImage};
 
 use crate::pipeline::cam::{self, CamError, CamGrid, ROI_THRESHOLD};
 use crate::pipeline::preprocess::{self, CROP_BOTTOM, CROP_TOP, INPUT_SIZE};
-use crate::record::{Knee, Roi};
+use crate::record::{Concern, Knee, Roi};
 
 /// How strongly the heatmap is blended over the X-ray.
 const HEAT_ALPHA: f32 = 0.45;
@@ -38,12 +38,12 @@ pub fn overlay_image(
 /// The longest side of the whole-film picture.
 pub const FILM_LONGEST: u32 = 640;
 
-/// The colour of a knee's box: amber when referred, red for OA, green otherwise.
-pub fn knee_colour(knee: &Knee) -> Rgb<u8> {
-    match (knee.refer, knee.oa) {
-        (true, _) => Rgb([255, 176, 0]),
-        (false, true) => Rgb([230, 40, 40]),
-        (false, false) => Rgb([40, 200, 80]),
+/// The colour of a knee's box on the film picture.
+fn knee_colour(knee: &Knee) -> Rgb<u8> {
+    match knee.concern() {
+        Concern::Refer => Rgb([255, 176, 0]),
+        Concern::Oa => Rgb([230, 40, 40]),
+        Concern::NoOa => Rgb([40, 200, 80]),
     }
 }
 

@@ -7,8 +7,8 @@
 
 use crate::pipeline::decode::dicom::policy;
 use crate::pipeline::knee::Placement;
-use crate::pipeline::localise::{Localisation, Side as FoundSide};
-use crate::record::{DicomInfo, Side};
+use crate::pipeline::localise::Localisation;
+use crate::record::DicomInfo;
 
 /// Said of a knee whose crop had to be padded.
 pub const PADDED_WARNING: &str =
@@ -27,13 +27,10 @@ pub fn placements(
         .joints
         .iter()
         .map(|joint| {
-            let side = match (joint.side, named) {
-                (_, Some(side)) if single => side,
-                (FoundSide::Right, _) if mirrored => Side::Left,
-                (FoundSide::Left, _) if mirrored => Side::Right,
-                (FoundSide::Right, _) => Side::Right,
-                (FoundSide::Left, _) => Side::Left,
-                (FoundSide::Unknown, _) => Side::Unknown,
+            let side = match named {
+                Some(side) if single => side,
+                _ if mirrored => joint.side.mirrored(),
+                _ => joint.side,
             };
             let sq = joint.square;
             let (x, y, s) = (i64::from(sq.x), i64::from(sq.y), i64::from(sq.side));

@@ -144,6 +144,9 @@ pub fn result_stem(path: &Path, sha256: &str) -> String {
 /// The folder, inside the results folder, where files uploaded through the console are kept.
 pub const UPLOADS: &str = "uploads";
 
+/// The clinician's own KL grades of graded knees, entered in the console (for site calibration).
+pub const SITE_GRADES: &str = "site-grades.json";
+
 /// Where an upload's bytes are kept, as sent.
 pub fn upload_path(dir: &Path, stem: &str) -> PathBuf {
     dir.join(UPLOADS).join(format!("{stem}.bin"))

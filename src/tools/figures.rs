@@ -1,6 +1,7 @@
-//! Report figures drawn in memory: an embedded-graphics canvas over an `RgbImage`, and the
-//! confusion-matrix image of an evaluation.
+//! Report figures drawn in memory: an embedded-graphics canvas over an `RgbImage`, the
+//! confusion-matrix image of an evaluation and the ROC curve of its OA call.
 
+use crate::pipeline::screening::{self, OperatingPoint, Roc};
 use crate::tools::metrics::Metrics;
 use embedded_graphics::{
     mono_font::{
@@ -9,7 +10,7 @@ use embedded_graphics::{
     },
     pixelcolor::{Rgb888, RgbColor},
     prelude::{DrawTarget, OriginDimensions, Point, Primitive, Size},
-    primitives::{PrimitiveStyleBuilder, Rectangle},
+    primitives::{Circle, Line, PrimitiveStyle, PrimitiveStyleBuilder, Rectangle},
     text::{Alignment, Baseline, Text, TextStyleBuilder},
     Drawable, Pixel,
 };
@@ -175,5 +176,110 @@ pub fn confusion_png(m: &Metrics, title: &str) -> RgbImage {
     );
     let footer_y = (TOP + side + FOOTER / 2) as i32;
     canvas.text(&summary, 10, footer_y, &FONT_9X15, INK, left);
+    canvas.0
+}
+
+const PLOT: u32 = 400;
+const PLOT_LEFT: u32 = 70;
+const PLOT_TOP: u32 = 60;
+const CURVE: Rgb888 = Rgb888::new(8, 48, 107);
+const POINT: Rgb888 = Rgb888::new(220, 40, 40);
+
+/// The plot's pixel for a (1 − specificity, sensitivity) pair.
+fn roc_pixel(false_positive_rate: f64, sensitivity: f64) -> Point {
+    let at = |v: f64| (v.clamp(0.0, 1.0) * f64::from(PLOT)).round() as i32;
+    Point::new(
+        PLOT_LEFT as i32 + at(false_positive_rate),
+        (PLOT_TOP + PLOT) as i32 - at(sensitivity),
+    )
+}
+
+/// The ROC curve of P(KL ≥ 2) with its area, the chance diagonal, and the operating point (when
+/// given) marked with its threshold, sensitivity and specificity on this set.
+pub fn roc_png(
+    roc: &Roc,
+    operating: Option<(&OperatingPoint, (f64, f64))>,
+    title: &str,
+) -> RgbImage {
+    let (width, height) = (PLOT_LEFT + PLOT + MARGIN, PLOT_TOP + PLOT + 90);
+    let mut canvas = Canvas::new(width, height, Rgb888::WHITE);
+    let middle = Alignment::Center;
+    canvas.text(title, (width / 2) as i32, 18, &FONT_9X15, INK, middle);
+    canvas.rect(
+        PLOT_LEFT as i32,
+        PLOT_TOP as i32,
+        PLOT + 1,
+        PLOT + 1,
+        Rgb888::WHITE,
+        GRID,
+    );
+    let line = |canvas: &mut Canvas, a: Point, b: Point, colour: Rgb888, width: u32| {
+        let _ = Line::new(a, b)
+            .into_styled(PrimitiveStyle::with_stroke(colour, width))
+            .draw(canvas);
+    };
+    line(
+        &mut canvas,
+        roc_pixel(0.0, 0.0),
+        roc_pixel(1.0, 1.0),
+        GRID,
+        1,
+    );
+    for tick in 0..=4 {
+        let v = f64::from(tick) / 4.0;
+        let label = format!("{v:.2}");
+        let x = roc_pixel(v, 0.0);
+        canvas.text(&label, x.x, x.y + 12, &FONT_6X10, INK, middle);
+        let y = roc_pixel(0.0, v);
+        canvas.text(&label, y.x - 6, y.y, &FONT_6X10, INK, Alignment::Right);
+    }
+    let axis_y = (PLOT_TOP + PLOT + 32) as i32;
+    let x_label = "1 - specificity (KL<2 called OA)";
+    canvas.text(
+        x_label,
+        (PLOT_LEFT + PLOT / 2) as i32,
+        axis_y,
+        &FONT_6X10,
+        INK,
+        middle,
+    );
+    let mut y_label = Canvas::new(PLOT, 14, Rgb888::WHITE);
+    let y_text = "sensitivity (KL>=2 called OA)";
+    y_label.text(y_text, (PLOT / 2) as i32, 7, &FONT_6X10, INK, middle);
+    imageops::overlay(
+        &mut canvas.0,
+        &imageops::rotate270(&y_label.0),
+        8,
+        i64::from(PLOT_TOP),
+    );
+
+    let mut last = roc_pixel(0.0, 0.0);
+    for p in &roc.points {
+        let next = roc_pixel(1.0 - p.specificity, p.sensitivity);
+        line(&mut canvas, last, next, CURVE, 2);
+        last = next;
+    }
+    line(&mut canvas, last, roc_pixel(1.0, 1.0), CURVE, 2);
+
+    let mut summary = format!(
+        "AUC {:.3}  ({} OA, {} not OA)",
+        screening::auc(roc),
+        roc.positives,
+        roc.negatives
+    );
+    if let Some((op, (sensitivity, specificity))) = operating {
+        let at = roc_pixel(1.0 - specificity, sensitivity);
+        let _ = Circle::with_center(at, 11)
+            .into_styled(PrimitiveStyle::with_fill(POINT))
+            .draw(&mut canvas);
+        summary.push_str(&format!(
+            "\nOA when P(KL>=2) >= {:.3} (for sensitivity {:.2}):\nsensitivity {:.3}, specificity {:.3}",
+            op.threshold, op.target_sensitivity, sensitivity, specificity
+        ));
+    }
+    for (i, row) in summary.lines().enumerate() {
+        let y = (PLOT_TOP + PLOT + 50) as i32 + 14 * i as i32;
+        canvas.text(row, 10, y, &FONT_6X10, INK, Alignment::Left);
+    }
     canvas.0
 }

@@ -1,8 +1,9 @@
 //! What a frame depends on: the view shown, the study (record and pictures), the status figures.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use image::{GrayImage, RgbImage};
+use image::RgbImage;
 
 use crate::pipeline::decode::dicom::identity::PatientIdentity;
 use crate::pipeline::{Analysis, KneePictures};
@@ -30,24 +31,26 @@ pub enum View {
 #[derive(Debug, Clone)]
 pub struct Study {
     pub record: Record,
-    /// The headline knee's pictures (of the record's top-level grade), or knee `n`'s in a study
-    /// focused on one knee (`Study::focus`).
-    pub overlay: Option<RgbImage>,
-    pub network_input: Option<GrayImage>,
     /// The whole radiograph with the knees' boxes, when knees were found in a larger image.
     pub film: Option<RgbImage>,
-    /// Every knee's pictures, in the record's order.
+    /// Every knee's pictures, in the record's order (none for a rejected input).
     pub knees: Vec<KneePictures>,
     /// Shown in the footer instead of the file name, only when the configuration enables it.
     pub patient: Option<PatientIdentity>,
 }
 
+/// A study as one view shows it: the record with the shown knee's grade at its top, and that
+/// knee's pictures. Borrowed from the study; only the record is rewritten for a film's knee.
+#[derive(Debug)]
+pub struct Focused<'a> {
+    pub record: Cow<'a, Record>,
+    pub pictures: Option<&'a KneePictures>,
+    pub film: Option<&'a RgbImage>,
+}
+
 impl From<Analysis> for Study {
     fn from(a: Analysis) -> Study {
-        let headline = a.headline();
         Study {
-            overlay: headline.map(|k| k.overlay.clone()),
-            network_input: headline.map(|k| k.network_input.clone()),
             record: a.record,
             film: a.film,
             knees: a.knees,
@@ -65,21 +68,26 @@ impl Study {
         }
     }
 
-    /// The study as seen for knee `n` of a film: its grade at the top of the record and its
-    /// pictures; any other study as it is.
-    pub fn focus(&self, n: usize) -> Study {
-        let (Some(_), Some(pictures)) = (&self.film, self.knees.get(n)) else {
-            return self.clone();
-        };
-        let mut record = self.record.clone();
-        if let Some(g) = record.grading_mut() {
-            *g = g.focus(n);
-        }
-        Study {
-            record,
-            overlay: Some(pictures.overlay.clone()),
-            network_input: Some(pictures.network_input.clone()),
-            ..self.clone()
+    /// The study as seen for knee `n` of a film; any other study shows its headline knee.
+    pub fn focus(&self, n: usize) -> Focused<'_> {
+        let headline = self.record.grading().map_or(0, |g| g.headline_knee);
+        match (&self.film, self.knees.get(n)) {
+            (Some(film), Some(pictures)) => {
+                let mut record = self.record.clone();
+                if let Some(g) = record.grading_mut() {
+                    *g = g.focus(n);
+                }
+                Focused {
+                    record: Cow::Owned(record),
+                    pictures: Some(pictures),
+                    film: Some(film),
+                }
+            }
+            _ => Focused {
+                record: Cow::Borrowed(&self.record),
+                pictures: self.knees.get(headline),
+                film: self.film.as_ref(),
+            },
         }
     }
 }
@@ -89,6 +97,8 @@ impl Study {
 pub struct StatusInfo {
     /// Model name and variant, e.g. "kneekl-mnv2 int8".
     pub model: String,
+    /// The head that grades: "shipped", or the site head's file (`site-heads/<file>`).
+    pub head: String,
     /// Inputs found but not analysed yet.
     pub queue: usize,
     /// Folders and USB mounts being watched.

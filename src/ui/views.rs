@@ -7,9 +7,9 @@ use embedded_graphics::{
 };
 
 use super::layout::{colour, ellipsize, Align, Area, Cut, Font, Screen};
-use super::state::{file_name, StatusInfo, Study};
+use super::state::{file_name, Focused, StatusInfo};
 use crate::pipeline::cam;
-use crate::record::{Grading, Knee, Outcome, Record};
+use crate::record::{Concern, Grading, Knee, Outcome, Record};
 
 type Drawn<D> = Result<(), <D as DrawTarget>::Error>;
 
@@ -35,22 +35,35 @@ pub fn grade<D: DrawTarget<Color = Rgb565>>(
     let pad = s.theme.pad;
     let mut rest = area.inset(pad);
 
-    let kl = format!("KL {}", g.grade);
+    let kl = format!("KL {}", g.headline.grade);
     let mut header = rest.take_top(s.big_height());
     rest.take_top(pad);
     s.big_text(header.take_left(s.big_width(&kl)), &kl, colour::ACCENT)?;
     header.take_left(2 * pad);
-    s.line(&mut header, &g.grade_name, Font::Bold, colour::TEXT)?;
-    let (oa, oa_colour) = if g.oa {
+    s.line(
+        &mut header,
+        &g.headline.grade_name,
+        Font::Bold,
+        colour::TEXT,
+    )?;
+    let (oa, oa_colour) = if g.headline.oa {
         ("yes", colour::ALERT)
     } else {
         ("no", colour::GOOD)
     };
-    let oa_line = format!("OA: {oa} ({})", percent(g.oa_probability));
+    // The call's rule in brief: the OA probability against the operating point's threshold.
+    let oa_line = match &g.oa_call {
+        Some(call) => {
+            let side = if g.headline.oa { ">=" } else { "<" };
+            let (p, t) = (percent(g.headline.oa_probability), percent(call.threshold));
+            format!("OA: {oa} ({p} {side} {t})")
+        }
+        None => format!("OA: {oa} ({})", percent(g.headline.oa_probability)),
+    };
     s.line(&mut header, &oa_line, Font::Bold, oa_colour)?;
     s.line(
         &mut header,
-        &format!("confidence {}", percent(g.confidence)),
+        &format!("confidence {}", percent(g.headline.confidence)),
         Font::Small,
         colour::DIM,
     )?;
@@ -72,7 +85,7 @@ pub fn grade<D: DrawTarget<Color = Rgb565>>(
         banner(s, &mut rest, Edge::Bottom, &[&one_line, &two_lines])?;
     }
 
-    let description = &g.grade_description;
+    let description = &g.headline.grade_description;
     s.paragraph(
         &mut rest,
         description,
@@ -100,13 +113,13 @@ fn probability_bars<D: DrawTarget<Color = Rgb565>>(
     g: &Grading,
 ) -> Drawn<D> {
     let row_height = s.theme.line_height(Font::Body) + s.theme.pad / 2;
-    let mut bars = rest.take_bottom(row_height * g.probabilities.len() as u32);
+    let mut bars = rest.take_bottom(row_height * g.headline.probabilities.len() as u32);
     rest.take_bottom(s.theme.pad);
     let label_width = s.theme.width_of(Font::Body, 4);
     let value_width = s.theme.width_of(Font::Body, 5);
-    for (grade, &p) in g.probabilities.iter().enumerate() {
+    for (grade, &p) in g.headline.probabilities.iter().enumerate() {
         let mut row = bars.take_top(row_height);
-        let c = if grade == usize::from(g.grade) {
+        let c = if grade == usize::from(g.headline.grade) {
             colour::ACCENT
         } else {
             colour::BAR
@@ -192,17 +205,17 @@ fn rejected<D: DrawTarget<Color = Rgb565>>(
 pub fn overlay<D: DrawTarget<Color = Rgb565>>(
     s: &mut Screen<D>,
     area: Area,
-    study: &Study,
+    study: &Focused,
 ) -> Drawn<D> {
-    let Some(img) = &study.overlay else {
+    let Some(img) = study.pictures.map(|p| &p.overlay) else {
         return no_picture(s, area, "No heatmap", &study.record);
     };
     let grading = study.record.grading();
-    let roi = grading.and_then(|g| g.roi);
+    let roi = grading.and_then(|g| g.headline.roi);
     let looked_for = match grading {
         Some(g) => format!(
             "Where the model looked for KL {} ({})",
-            g.grade, g.grade_name
+            g.headline.grade, g.headline.grade_name
         ),
         None => "Where the model looked".to_string(),
     };
@@ -249,9 +262,9 @@ pub fn overlay<D: DrawTarget<Color = Rgb565>>(
 pub fn film<D: DrawTarget<Color = Rgb565>>(
     s: &mut Screen<D>,
     area: Area,
-    study: &Study,
+    study: &Focused,
 ) -> Drawn<D> {
-    let (Some(img), Some(g)) = (&study.film, study.record.grading()) else {
+    let (Some(img), Some(g)) = (study.film, study.record.grading()) else {
         return no_picture(s, area, "No radiograph", &study.record);
     };
     let found = match g.knees.len() {
@@ -264,9 +277,13 @@ pub fn film<D: DrawTarget<Color = Rgb565>>(
     ];
     for knee in &g.knees {
         let refer = if knee.refer { ", REFER" } else { "" };
-        let oa = if knee.oa { "OA" } else { "no OA" };
+        let oa = if knee.graded.oa { "OA" } else { "no OA" };
         caption.push(Caption::Text(
-            format!("{}: KL {} ({oa}{refer})", knee.side.title(), knee.grade),
+            format!(
+                "{}: KL {} ({oa}{refer})",
+                knee.side.title(),
+                knee.graded.grade
+            ),
             Font::Small,
             knee_colour(knee),
         ));
@@ -280,7 +297,7 @@ pub fn film<D: DrawTarget<Color = Rgb565>>(
     let scale = placed.w as f32 / g.input_width.max(1) as f32;
     for knee in &g.knees {
         let [x, y, ..] = knee.bbox;
-        let label = format!("{} {}", knee.side.letter(), knee.grade);
+        let label = format!("{} {}", knee.side.letter(), knee.graded.grade);
         let width = s.theme.width_of(Font::Bold, label.chars().count());
         let height = s.theme.line_height(Font::Bold);
         let at = |v: i64, len: u32, room: u32| {
@@ -300,10 +317,10 @@ pub fn film<D: DrawTarget<Color = Rgb565>>(
 
 /// A knee's colour on the panel: amber when referred, red for OA, green otherwise (as its box).
 fn knee_colour(knee: &Knee) -> Rgb565 {
-    match (knee.refer, knee.oa) {
-        (true, _) => colour::WARN,
-        (false, true) => colour::ALERT,
-        (false, false) => colour::GOOD,
+    match knee.concern() {
+        Concern::Refer => colour::WARN,
+        Concern::Oa => colour::ALERT,
+        Concern::NoOa => colour::GOOD,
     }
 }
 
@@ -311,9 +328,9 @@ fn knee_colour(knee: &Knee) -> Rgb565 {
 pub fn input<D: DrawTarget<Color = Rgb565>>(
     s: &mut Screen<D>,
     area: Area,
-    study: &Study,
+    study: &Focused,
 ) -> Drawn<D> {
-    let Some(img) = &study.network_input else {
+    let Some(img) = study.pictures.map(|p| &p.network_input) else {
         return no_picture(s, area, "No network input", &study.record);
     };
     let (w, h) = img.dimensions();

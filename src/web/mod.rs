@@ -15,6 +15,10 @@
 //! | `GET /api/patient/<stem>` | `{"name", "id", "birth_date"}` of a DICOM study when the appliance shows identity, else `null` |
 //! | `GET /api/panel.png`, `POST /api/button` `{"event":"next"\|"previous"}` | panel mirror, virtual button |
 //! | `GET /api/status` | the appliance's status plus `web` (upload limit, uploads running) |
+//! | `GET /api/site-grades` | the clinician's KL grades: `{"grades": {stem: {knee: grade}}, "counts", "min_knees", "head"}` |
+//! | `POST /api/site-grades` `{"stem", "knee", "grade": 0..4\|null}` | sets (or clears) one knee's grade |
+//! | `POST /api/calibrate` `{"force": bool}` | fits a site head to those grades (the `calibrate --json` answer plus `report`); 422 with the reason when it cannot |
+//! | `POST /api/calibrate/revert` | back to the shipped head |
 //! | `GET`/`POST /login`, `POST /logout` | the PIN form (only with a token) |
 //!
 //! Errors are `{"error": "..."}`. With a token every request needs `Authorization: Bearer
@@ -61,6 +65,15 @@ pub trait Console: Send + Sync + 'static {
     fn press(&self, event: ButtonEvent);
     /// Model id, queue, watched inputs, last error, free disk.
     fn status(&self) -> serde_json::Value;
+    /// The clinician's KL grades entered so far, their counts per grade, and the head in use.
+    fn site_grades(&self) -> serde_json::Value;
+    /// Sets (`Some`) or clears the clinician's grade of knee `knee` (0-based) of a study;
+    /// `stem` has already been validated. `Err` says why not, in words.
+    fn set_site_grade(&self, stem: &str, knee: usize, grade: Option<u8>) -> Result<(), String>;
+    /// Fits a site head to those grades; the report, or why it could not.
+    fn calibrate(&self, force: bool) -> Result<serde_json::Value, String>;
+    /// Goes back to the shipped head.
+    fn revert_head(&self) -> Result<serde_json::Value, String>;
 }
 
 /// Console settings.
@@ -171,7 +184,7 @@ const ICON_SVG: &str = include_str!("assets/icon.svg");
 
 /// Multipart framing around the file: boundaries, part headers, a field or two.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
-const MAX_BUTTON_BODY: u64 = 1024;
+const MAX_BUTTON_BODY: u64 = 1024; // also a grade or a calibration request
 const MAX_LOGIN_BODY: u64 = 4096;
 /// 50 MB in 5 minutes is ~170 kB/s, slower than any Wi-Fi a tablet will be on.
 const UPLOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
@@ -203,6 +216,9 @@ enum Route {
     Panel,
     Button,
     Status,
+    SiteGrades,
+    Calibrate,
+    RevertHead,
 }
 
 impl Route {
@@ -220,6 +236,9 @@ impl Route {
             "/api/panel.png" => Route::Panel,
             "/api/button" => Route::Button,
             "/api/status" => Route::Status,
+            "/api/site-grades" => Route::SiteGrades,
+            "/api/calibrate" => Route::Calibrate,
+            "/api/calibrate/revert" => Route::RevertHead,
             _ => {
                 if let Some(stem) = path.strip_prefix("/study/") {
                     valid_stem(stem)?;
@@ -242,7 +261,12 @@ impl Route {
     fn methods(&self) -> &'static [&'static str] {
         match self {
             Route::Login => &["GET", "HEAD", "POST"],
-            Route::Logout | Route::Analyze | Route::Button => &["POST"],
+            Route::SiteGrades => &["GET", "HEAD", "POST"],
+            Route::Logout
+            | Route::Analyze
+            | Route::Button
+            | Route::Calibrate
+            | Route::RevertHead => &["POST"],
             _ => &["GET", "HEAD"],
         }
     }
@@ -416,6 +440,13 @@ impl Site {
             }
             (Route::Button, _) => self.button(req),
             (Route::Status, _) => self.status(access),
+            (Route::SiteGrades, "POST") => self.set_site_grade(req),
+            (Route::SiteGrades, _) => json_response(&self.console.site_grades()),
+            (Route::Calibrate, _) => self.calibrate(req),
+            (Route::RevertHead, _) => match self.console.revert_head() {
+                Ok(v) => json_response(&v),
+                Err(e) => error(500, &e),
+            },
         }
     }
 
@@ -550,6 +581,48 @@ impl Site {
                 400,
                 "send {\"event\": \"next\"} or {\"event\": \"previous\"}",
             ),
+        }
+    }
+
+    fn set_site_grade(&self, req: &mut Request) -> Response {
+        #[derive(serde::Deserialize)]
+        struct Grade {
+            stem: String,
+            knee: usize,
+            grade: Option<u8>,
+        }
+        const USAGE: &str = "send {\"stem\": \"<study>\", \"knee\": 0, \"grade\": 0..4 or null}";
+        let parsed = read_small(req, MAX_BUTTON_BODY)
+            .and_then(|body| serde_json::from_slice::<Grade>(&body).ok());
+        let Some(g) = parsed else {
+            return error(400, USAGE);
+        };
+        if let Err((status, msg)) = valid_stem(&g.stem) {
+            return error(status, msg);
+        }
+        match self.console.set_site_grade(&g.stem, g.knee, g.grade) {
+            Ok(()) => json_response(&self.console.site_grades()),
+            Err(e) => error(400, &e),
+        }
+    }
+
+    fn calibrate(&self, req: &mut Request) -> Response {
+        #[derive(serde::Deserialize, Default)]
+        struct Ask {
+            #[serde(default)]
+            force: bool,
+        }
+        let body = read_small(req, MAX_BUTTON_BODY).unwrap_or_default();
+        let ask = match body.iter().all(u8::is_ascii_whitespace) {
+            true => Ask::default(),
+            false => match serde_json::from_slice::<Ask>(&body) {
+                Ok(a) => a,
+                Err(_) => return error(400, "send {\"force\": false} or {\"force\": true}"),
+            },
+        };
+        match self.console.calibrate(ask.force) {
+            Ok(v) => json_response(&v),
+            Err(e) => error(422, &e),
         }
     }
 

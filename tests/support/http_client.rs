@@ -71,8 +71,13 @@ pub fn parse_response(bytes: &[u8]) -> (Resp, &[u8]) {
 
 /// Sends raw bytes on a new connection and reads until the server closes it.
 pub fn exchange(addr: SocketAddr, request: &[u8]) -> Resp {
+    exchange_waiting(addr, request, Duration::from_secs(20))
+}
+
+/// `exchange`, for an answer that may take up to `wait` (a calibration).
+pub fn exchange_waiting(addr: SocketAddr, request: &[u8], wait: Duration) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
     s.write_all(request).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -86,6 +91,17 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
+    exchange(addr, &request_bytes(addr, method, path, headers, body))
+}
+
+/// The bytes of an HTTP/1.1 request that closes its connection.
+pub fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -96,7 +112,7 @@ pub fn request(
     req.push_str("\r\n");
     let mut bytes = req.into_bytes();
     bytes.extend_from_slice(body);
-    exchange(addr, &bytes)
+    bytes
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Resp {

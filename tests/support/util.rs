@@ -54,5 +54,22 @@ pub fn write_png(path: &Path, img: &image::GrayImage) {
 }
 
 pub fn sha256(path: &Path) -> String {
-    kneescreen::pipeline::model::sha256_hex(&std::fs::read(path).expect("read file"))
+    kneescreen::pipeline::digest::sha256_hex(&std::fs::read(path).expect("read file"))
+}
+
+/// A copy of the shipped models folder whose card `edit` has changed.
+pub fn models_copy(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
+    let src = kneescreen::pipeline::model::default_models_dir();
+    let dir = temp_dir();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let card_path = dir.path().join("card.json");
+    let mut card = serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
+    edit(&mut card);
+    std::fs::write(&card_path, serde_json::to_string(&card).unwrap()).unwrap();
+    dir
 }

@@ -12,18 +12,11 @@ mod svm;
 
 use image::GrayImage;
 
+use crate::record::Side;
+
 pub use hog::hog_descriptor;
 use plane::{BoxMeans, Plane};
 use scan::Candidate;
-
-/// The patient's side of a joint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Right,
-    Left,
-    /// Not decidable from the image alone (a single knee); DICOM laterality decides.
-    Unknown,
-}
 
 /// A square in source-image pixels; it may extend past the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +33,8 @@ pub struct Joint {
     pub centre: (f32, f32),
     /// The crop square for the grader, centred on the joint.
     pub square: Square,
+    /// The patient's side on a standard AP/PA view; [`Side::Unknown`] for a single knee,
+    /// which only the DICOM header can name.
     pub side: Side,
     /// SVM decision value (higher is more knee-like; detections score at least
     /// [`SCORE_THRESHOLD`]).

@@ -65,10 +65,25 @@ function gradeSummary(rec) {
     h('div', { class: 'kl' }, 'KL ' + rec.grade, h('span', { class: 'name' }, rec.grade_name)),
     h('p', { class: 'desc' }, rec.grade_description),
     h('p', { class: 'badges' },
-      h('span', { class: 'badge ' + (rec.oa ? 'oa' : 'no-oa') },
-        'OA: ' + (rec.oa ? 'yes' : 'no') + ' (' + pct(rec.oa_probability) + ')'),
+      h('span', { class: 'badge ' + (rec.oa ? 'oa' : 'no-oa') }, oaCall(rec)),
       h('span', { class: 'badge' }, 'Confidence ' + pct(rec.confidence)),
       rec.refer ? h('span', { class: 'badge refer' }, 'Refer: ' + referReason(rec)) : null));
+}
+
+// "OA: yes (42% ≥ 31%)": the call and, when the model has an operating point, the probability
+// against its threshold (the call is P(KL ≥ 2) ≥ threshold, set for a target sensitivity).
+function oaCall(rec) {
+  const call = rec.oa_call;
+  const rule = call
+    ? pct(rec.oa_probability) + (rec.oa ? ' ≥ ' : ' < ') + pct(call.threshold)
+    : pct(rec.oa_probability);
+  const el = h('span', {}, 'OA: ' + (rec.oa ? 'yes' : 'no') + ' (' + rule + ')');
+  if (call) {
+    el.title = 'OA is called when P(KL ≥ 2) reaches ' + pct(call.threshold) + ', set for sensitivity '
+      + pct(call.target_sensitivity) + ' (' + pct(call.sensitivity) + ' sensitivity, '
+      + pct(call.specificity) + ' specificity on ' + call.source + ')';
+  }
+  return el;
 }
 
 // Why a record is referred, in the words the panel uses (src/record.rs, ReferReason::label).
@@ -216,6 +231,30 @@ async function runJob(job, maxBytes) {
   job.fail('The appliance stayed busy; try again later.');
 }
 
+const postJson = (path, value) => api(path, {
+  method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(value),
+});
+
+// The clinician's own KL grade of one knee (for calibrating the appliance to this site).
+function gradeEntry(stem, knee, grades) {
+  const given = ((grades || {})[stem] || {})[knee];
+  const select = h('select', { 'aria-label': 'Your KL grade of this knee' },
+    h('option', { value: '' }, 'not graded'),
+    ...[0, 1, 2, 3, 4].map((g) => h('option', { value: String(g) }, 'KL' + g)));
+  select.value = given == null ? '' : String(given);
+  const state = h('span', { class: 'muted', role: 'status' });
+  select.addEventListener('change', async () => {
+    state.textContent = 'saving…';
+    try {
+      await postJson('/api/site-grades', { stem, knee, grade: select.value === '' ? null : Number(select.value) });
+      state.textContent = 'saved';
+    } catch (e) {
+      state.textContent = 'not saved: ' + e.message;
+    }
+  });
+  return h('p', { class: 'site-grade' }, h('label', {}, 'Your grade (for site calibration): ', select), ' ', state);
+}
+
 /* Study page: everything the record says, the pictures and the downloads. */
 async function studyPage(stem) {
   main.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
@@ -227,6 +266,8 @@ async function studyPage(stem) {
     return;
   }
   const ok = rec.status === 'ok';
+  let grades = {};
+  try { grades = (await api('/api/site-grades')).body.grades; } catch (_) { /* shown without */ }
   const info = h('section', { class: 'card summary' }, gradeSummary(rec));
   if (ok) {
     info.append(h('h2', {}, 'Probabilities'), bars(rec.probabilities, rec.grade));
@@ -234,8 +275,9 @@ async function studyPage(stem) {
       info.append(h('ul', { class: 'warnings' }, rec.warnings.map((w) => h('li', {}, w))));
     }
   }
-  info.append(h('p', { class: 'notice' }, rec.notice || 'Screening aid — not a diagnosis.'));
   const found = ok && isFilm(rec);
+  if (ok && !found) info.append(gradeEntry(stem, 0, grades));
+  info.append(h('p', { class: 'notice' }, rec.notice || 'Screening aid — not a diagnosis.'));
   const parts = [
     h('p', { class: 'crumbs' }, h('a', { href: '/recent' }, '← Recent studies')),
     h('h1', { class: 'study-title' }, rec.file || stem),
@@ -244,7 +286,7 @@ async function studyPage(stem) {
       picture(resultUrl(stem, 'overlay'), 'X-ray with Grad-CAM heatmap and region of interest', 'overlay'),
       picture(resultUrl(stem, 'input'), 'Network input (preprocessed)', 'input')) : null),
     found ? filmCard(stem, rec) : null,
-    ...(found ? rec.knees.map((k, i) => kneeCard(stem, k, i + 1)) : []),
+    ...(found ? rec.knees.map((k, i) => kneeCard(stem, rec, k, i + 1, gradeEntry(stem, i, grades))) : []),
   ];
   const details = h('dl', { class: 'details' });
   const row = (k, v) => details.append(h('dt', {}, k), h('dd', {}, v));
@@ -298,15 +340,15 @@ function filmCard(stem, rec) {
   return h('section', { class: 'card' }, h('h2', {}, n === 1 ? '1 knee joint found' : n + ' knee joints found'), fig);
 }
 
-// One knee of a radiograph: its grade, probabilities, warnings and pictures.
-function kneeCard(stem, k, n) {
-  const summary = gradeSummary(Object.assign({ status: 'ok' }, k));
+// One knee of a radiograph: its grade, probabilities, warnings, pictures and the clinician's grade.
+function kneeCard(stem, rec, k, n, entry) {
+  const summary = gradeSummary(Object.assign({ status: 'ok', oa_call: rec.oa_call }, k));
   const warnings = k.warnings && k.warnings.length
     ? h('ul', { class: 'warnings' }, k.warnings.map((w) => h('li', {}, w))) : null;
   return h('section', { class: 'card knee' },
     h('h2', {}, sideTitle[k.side] || 'Knee'),
     h('div', { class: 'study' },
-      h('div', { class: 'summary' }, summary, bars(k.probabilities, k.grade), warnings),
+      h('div', { class: 'summary' }, summary, bars(k.probabilities, k.grade), warnings, entry),
       h('section', { class: 'pictures' },
         picture(resultUrl(stem, 'knee_overlay', n), 'Grad-CAM heatmap, ' + (sideTitle[k.side] || 'knee'), 'overlay'),
         picture(resultUrl(stem, 'knee_input', n), 'Network input (preprocessed)', 'input'))));
@@ -440,6 +482,46 @@ function statusPage() {
   };
   load();
   setInterval(() => { if (!document.hidden) load(); }, 5000);
+  main.append(calibrationCard());
+}
+
+/* Site calibration: the knees the clinician graded, and a head fitted to them. */
+function calibrationCard() {
+  const counts = h('p', { class: 'muted' }, 'Loading…');
+  const report = h('pre', { class: 'report', hidden: true });
+  const force = h('input', { type: 'checkbox' });
+  const calibrate = h('button', { type: 'button' }, 'Calibrate to this site');
+  const revert = h('button', { type: 'button' }, 'Back to the shipped head');
+  const refresh = async () => {
+    try {
+      const { body } = await api('/api/site-grades');
+      const total = body.counts.reduce((a, b) => a + b, 0);
+      counts.textContent = total + ' knees graded here (' + body.counts.map((n, g) => 'KL' + g + ' ' + n).join(', ') +
+        '); calibration needs at least ' + body.min_knees + '. Grading head: ' + body.head + '.';
+    } catch (e) {
+      counts.textContent = e.message;
+    }
+  };
+  const run = async (button, path, value) => {
+    button.disabled = true;
+    report.hidden = false;
+    report.textContent = 'Working… (every graded knee is analysed again; this takes a while)';
+    try {
+      const { body } = await postJson(path, value);
+      report.textContent = body.report || (body.was ? 'Back to the shipped head; ' + body.was + ' is kept.' : 'The shipped head is in use.');
+    } catch (e) {
+      report.textContent = 'Not done: ' + e.message;
+    }
+    button.disabled = false;
+    refresh();
+  };
+  calibrate.addEventListener('click', () => run(calibrate, '/api/calibrate', { force: force.checked }));
+  revert.addEventListener('click', () => run(revert, '/api/calibrate/revert', {}));
+  refresh();
+  return h('section', { class: 'card calibration' }, h('h2', {}, 'Site calibration'),
+    h('p', {}, 'Grade knees on their study pages, then fit a grading head to this site\'s scanner. ' +
+      'It becomes active only when cross-validation on your grades shows it does better than the shipped head.'),
+    counts, h('p', {}, calibrate, ' ', h('label', {}, force, ' activate even without a gain'), ' ', revert), report);
 }
 
 const path = location.pathname;

@@ -1,0 +1,102 @@
+//! The clinician's own KL grades of knees the appliance graded, entered in the console:
+//! `<results>/site-grades.json` (`results_dir::SITE_GRADES`), `{"<stem>": {"<knee index>": grade}}`. Calibration from the
+//! console reads each graded knee's network input picture back from the results folder (a
+//! lossless PNG of exactly what the network saw) and extracts its features again.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::calibration::collect::{Collected, Refused};
+use crate::calibration::Example;
+use crate::pipeline::model::Classifier;
+use crate::store::atomic::write_atomic;
+use crate::store::results_dir::{self, ResultFile};
+
+/// Grades by study stem, then by knee index (in the record's order).
+pub type SiteGrades = BTreeMap<String, BTreeMap<usize, u8>>;
+
+/// The grades entered so far (none when the file is missing or unreadable).
+pub fn load(results: &Path) -> SiteGrades {
+    std::fs::read(results.join(results_dir::SITE_GRADES))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Sets (or, with `None`, clears) the clinician's grade of knee `knee` of study `stem`.
+pub fn set(results: &Path, stem: &str, knee: usize, grade: Option<u8>) -> Result<(), String> {
+    if grade.is_some_and(|g| g > 4) {
+        return Err("a KL grade is 0 to 4".into());
+    }
+    let record = results_dir::read_record(results, stem).ok_or("no such study")?;
+    let knees = record.grading().map_or(0, |g| g.knees.len().max(1));
+    if knee >= knees {
+        return Err(format!("the study has {knees} graded knee(s)"));
+    }
+    let mut grades = load(results);
+    match grade {
+        Some(g) => {
+            grades.entry(stem.to_string()).or_default().insert(knee, g);
+        }
+        None => {
+            if let Some(k) = grades.get_mut(stem) {
+                k.remove(&knee);
+            }
+            grades.retain(|_, k| !k.is_empty());
+        }
+    }
+    let bytes = serde_json::to_vec_pretty(&grades).map_err(|e| e.to_string())?;
+    write_atomic(&results.join(results_dir::SITE_GRADES), &bytes)
+        .map_err(|e| format!("cannot save the grade: {e}"))
+}
+
+/// Knees graded per KL grade 0..4.
+pub fn counts(grades: &SiteGrades) -> Vec<usize> {
+    let mut n = vec![0; 5];
+    for g in grades.values().flat_map(|k| k.values()) {
+        if let Some(c) = n.get_mut(usize::from(*g)) {
+            *c += 1;
+        }
+    }
+    n
+}
+
+/// The graded knees' features, from their network input pictures in `results`.
+pub fn examples(results: &Path, grades: &SiteGrades, classifier: &Classifier) -> Collected {
+    let mut out = Collected::default();
+    for (stem, knees) in grades {
+        for (&knee, &grade) in knees {
+            let name = format!("{stem} knee {}", knee + 1);
+            let picture = results_dir::read(results, stem, ResultFile::KneeInput(knee + 1))
+                .or_else(|| {
+                    (knee == 0)
+                        .then(|| results_dir::read(results, stem, ResultFile::Input))
+                        .flatten()
+                });
+            let features = picture
+                .ok_or_else(|| {
+                    "its network input picture is no longer in the results folder".to_string()
+                })
+                .and_then(|png| {
+                    image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+                        .map_err(|e| format!("its network input picture cannot be read: {e}"))
+                })
+                .and_then(|img| {
+                    let input = img.to_luma8();
+                    classifier
+                        .classify(&input)
+                        .map_err(|e| e.to_string())
+                        .and_then(|c| c.features().map_err(|e| e.to_string()))
+                });
+            match features {
+                Ok(features) => out.examples.push(Example {
+                    name,
+                    grade,
+                    features,
+                }),
+                Err(reason) => out.refused.push(Refused { path: name, reason }),
+            }
+        }
+    }
+    out
+}
