@@ -1,6 +1,8 @@
 //! The simulated-site experiment for site calibration.
 //!
-//! `cargo run --release --example site_calibration -- SIM_DIR [--model int8] [--splits 10]`
+//! `cargo run --release --example site_calibration -- SIM_DIR [--model int8] [--splits 10]
+//! [--cache FILE]` (`--cache`: keep the extracted features in FILE and read them from it next
+//! time; keep it outside the repository, it is derived from the images)
 //!
 //! SIM_DIR is what `scripts/simulated_site.py write` makes: `selection/<grade>/…` (the simulated
 //! selection slice of train) and `val/<grade>/…` (simulated val). Every image's features are
@@ -13,18 +15,19 @@
 //! 2. the report: on simulated val, for 100 and 200 calibration knees, `--splits` random
 //!    patient-disjoint splits run `calibration::calibrate` exactly as `kneescreen calibrate`
 //!    does, then both heads are measured on the rest at their own operating points. Mean ± sd
-//!    over the splits, and how often the site head would have been activated.
+//!    over the splits, how often the site head would have been activated, and "chosen": the
+//!    head the appliance would then grade with (the site head where activated, else shipped).
 
 use std::path::Path;
 
 use kneescreen::calibration::{self, collect, Example};
 use kneescreen::pipeline::decode::limits::Limits;
-use kneescreen::pipeline::model::{default_models_dir, Classifier};
+use kneescreen::pipeline::model::{default_models_dir, Classifier, KneeFeatures};
 use kneescreen::pipeline::screening::{self, DEFAULT_TARGET_SENSITIVITY};
 use kneescreen::pipeline::site_head::CvFigures;
 use kneescreen::tools::synthetic::XorShift32;
 
-const LAMBDAS: [f64; 6] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2];
+const LAMBDAS: [f64; 9] = [0.1, 0.3, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,8 +52,19 @@ fn main() -> anyhow::Result<()> {
         eprintln!("{part}: {} knees", found.examples.len());
         Ok(found.examples)
     };
-    let selection = features("selection")?;
-    let val = features("val")?;
+    let cache = value("--cache").map(std::path::PathBuf::from);
+    let (selection, val) = match cache.as_deref().filter(|c| c.is_file()) {
+        Some(c) => {
+            let parts: [Vec<Cached>; 2] = serde_json::from_slice(&std::fs::read(c)?)?;
+            let [s, v] = parts.map(|p| p.into_iter().map(Example::from).collect::<Vec<_>>());
+            (s, v)
+        }
+        None => (features("selection")?, features("val")?),
+    };
+    if let Some(c) = cache.as_deref().filter(|c| !c.is_file()) {
+        let parts = [&selection, &val].map(|p| p.iter().map(Cached::from).collect::<Vec<_>>());
+        std::fs::write(c, serde_json::to_vec(&parts)?)?;
+    }
 
     println!(
         "## λ on the simulated selection slice (calibrate on 100, measure the rest; 5 splits)"
@@ -79,19 +93,24 @@ fn main() -> anyhow::Result<()> {
     );
 
     println!("## simulated val ({model}, λ {lambda}, {splits} patient-disjoint splits, OA call at sensitivity {target})");
-    for n in [100, 200] {
+    for n in [100, 200, 400] {
         let runs: Vec<(CvFigures, CvFigures, bool)> = (1..=splits)
             .map(|seed| run(&val, n, 100 + seed, lambda, &classifier, target))
             .collect::<anyhow::Result<_>>()?;
         let shipped: Vec<&CvFigures> = runs.iter().map(|r| &r.0).collect();
         let site: Vec<&CvFigures> = runs.iter().map(|r| &r.1).collect();
+        // What the appliance grades with: the site head where the rule activated it.
+        let chosen: Vec<&CvFigures> = runs
+            .iter()
+            .map(|r| if r.2 { &r.1 } else { &r.0 })
+            .collect();
         let activated = runs.iter().filter(|r| r.2).count();
         println!(
             "calibrate on {n}, measure on the other {} knees:",
             val.len() - n
         );
         println!("  head      accuracy        QWK             OA accuracy     OA sensitivity  OA specificity");
-        for (name, f) in [("shipped", &shipped), ("site", &site)] {
+        for (name, f) in [("shipped", &shipped), ("site", &site), ("chosen", &chosen)] {
             let cell = |g: fn(&CvFigures) -> f64| format!("{:.3} ± {:.3}", mean(f, g), sd(f, g));
             println!(
                 "  {name:<8}  {}   {}   {}   {}   {}",
@@ -173,4 +192,37 @@ fn mean(f: &[&CvFigures], g: fn(&CvFigures) -> f64) -> f64 {
 fn sd(f: &[&CvFigures], g: fn(&CvFigures) -> f64) -> f64 {
     let m = mean(f, g);
     (f.iter().map(|x| (g(x) - m).powi(2)).sum::<f64>() / (f.len().max(2) - 1) as f64).sqrt()
+}
+
+/// An extracted example as kept in the `--cache` file.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    name: String,
+    grade: u8,
+    image: Vec<f32>,
+    mirror: Option<Vec<f32>>,
+}
+
+impl From<&Example> for Cached {
+    fn from(e: &Example) -> Cached {
+        Cached {
+            name: e.name.clone(),
+            grade: e.grade,
+            image: e.features.image.clone(),
+            mirror: e.features.mirror.clone(),
+        }
+    }
+}
+
+impl From<Cached> for Example {
+    fn from(c: Cached) -> Example {
+        Example {
+            name: c.name,
+            grade: c.grade,
+            features: KneeFeatures {
+                image: c.image,
+                mirror: c.mirror,
+            },
+        }
+    }
 }

@@ -114,6 +114,28 @@ SITES = {"tone": tone, "clahe": clahe, "jpeg30": jpeg30, "blur-shot": blur_shot,
          "mono12": mono12, "edge": edge}
 
 
+def scanner(img, rng):
+    """One other scanner, every image alike (`write --one-site scanner`; defined on 2026-12-02
+    before any figure on it was seen): a coarser digitiser (down to 180 px, INTER_AREA, and back,
+    INTER_LINEAR), its display LUT (logistic S-curve, gain 8, then gamma 0.7), CR edge enhancement
+    (unsharp mask sigma 3, amount 1.2), quantum noise (Poisson, 600 photons at white) and a tighter
+    collimation (the joint 1.1x, centred)."""
+    x = cv2.resize(img, (180, 180), interpolation=cv2.INTER_AREA)
+    x = cv2.resize(x, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR) / 255.0
+    lo, hi = 1 / (1 + np.exp(4)), 1 / (1 + np.exp(-4))
+    x = 255 * np.clip((1 / (1 + np.exp(-8 * (x - 0.5))) - lo) / (hi - lo), 0, 1) ** 0.7
+    x = x + 1.2 * (x - cv2.GaussianBlur(x, (0, 0), 3.0))
+    photons = 600.0
+    x = rng.poisson(np.clip(x, 0, 255) / 255 * photons) / photons * 255
+    scale = 1.1
+    m = np.array([[scale, 0, SIZE / 2 * (1 - scale)], [0, scale, SIZE / 2 * (1 - scale)]])
+    return u8(cv2.warpAffine(x.astype(np.float32), m, (SIZE, SIZE), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT_101))
+
+
+ONE_SITE = dict(SITES, scanner=scanner)
+
+
 def source_images(data: Path, split: str):
     """(names "<grade>/<file>", source images uint8) in load_split's order."""
     names, imgs = [], []
@@ -145,11 +167,11 @@ def write(args):
         site_of = np.empty(len(pnames), dtype=object)
         keys = list(SITES)
         for j, i in enumerate(order):
-            site_of[i] = keys[j % len(keys)]
+            site_of[i] = args.one_site or keys[j % len(keys)]
         for i, (name, img) in enumerate(zip(pnames, pimgs)):
             site = site_of[i]
             img_rng = np.random.default_rng([SEED, k, i])
-            res = SITES[site](img, img_rng)
+            res = ONE_SITE[site](img, img_rng)
             assert res.dtype == np.uint8 and res.shape == (SIZE, SIZE)
             dest = out / part / name
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -259,6 +281,7 @@ def main():
     w = sub.add_parser("write", help="write the simulated-site copies of selection and val")
     w.add_argument("--out", default="/work/simsite")
     w.add_argument("--split-seed", type=int, default=42, help="train.py's seed (its selection slice)")
+    w.add_argument("--one-site", choices=sorted(ONE_SITE), help="every image through this one site (e.g. scanner: one other scanner) instead of the seven in turn")
     e = sub.add_parser("eval", help="figures of models on plain and simulated selection and val")
     e.add_argument("models", nargs="+")
     e.add_argument("--sim", default="/work/simsite")

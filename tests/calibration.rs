@@ -183,6 +183,7 @@ fn provenance() -> Provenance {
         lambda: calibration::LAMBDA,
         site: figures.clone(),
         shipped: figures,
+        shipped_oa_sensitivity_at_site_specificity: 0.9,
         target_sensitivity: 0.9,
         decision: "a test".into(),
     }
@@ -349,9 +350,13 @@ fn calibrate_end_to_end_refuses_what_it_cannot_use_and_activates_only_on_gain() 
         serde_json::json!([11, 11, 11, 11, 11])
     );
     let (site_f, shipped_f) = (&p["site"], &p["shipped"]);
-    let not_worse = ["accuracy", "qwk", "oa_sensitivity"]
+    let not_worse = ["accuracy", "qwk"]
         .iter()
-        .all(|k| site_f[k].as_f64().unwrap() >= shipped_f[k].as_f64().unwrap());
+        .all(|k| site_f[k].as_f64().unwrap() >= shipped_f[k].as_f64().unwrap())
+        && site_f["oa_sensitivity"].as_f64().unwrap()
+            >= p["shipped_oa_sensitivity_at_site_specificity"]
+                .as_f64()
+                .unwrap();
     assert_eq!(report["activated"].as_bool(), Some(not_worse), "{report:#}");
     let saved = std::path::PathBuf::from(report["file"].as_str().unwrap());
     assert!(saved.is_file());

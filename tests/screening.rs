@@ -4,7 +4,7 @@
 
 use kneescreen::pipeline::model::{Classifier, ModelError};
 use kneescreen::pipeline::screening::{
-    auc, operating_point, rates_at, roc, Roc, RocError, RocPoint,
+    auc, operating_point, rates_at, roc, sensitivity_at_specificity, Roc, RocError, RocPoint,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -119,6 +119,20 @@ fn stored_roc() -> Roc {
             point(0.05, 1.0, 0.0),
         ],
     }
+}
+
+#[test]
+fn sensitivities_are_compared_at_the_same_specificity() {
+    let r = stored_roc();
+    assert_eq!(sensitivity_at_specificity(&r, 1.0), 0.5);
+    assert_eq!(sensitivity_at_specificity(&r, 0.8), 0.75);
+    assert_eq!(sensitivity_at_specificity(&r, 0.667), 1.0);
+    assert_eq!(sensitivity_at_specificity(&r, 0.0), 1.0);
+    let none = Roc {
+        points: vec![],
+        ..stored_roc()
+    };
+    assert_eq!(sensitivity_at_specificity(&none, 0.5), 0.0);
 }
 
 #[test]

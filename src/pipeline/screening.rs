@@ -126,6 +126,15 @@ pub fn operating_point(roc: &Roc, target: f64) -> Result<OperatingPoint, RocErro
     })
 }
 
+/// The best sensitivity `roc` reaches while its specificity stays at least `specificity`: two
+/// scores compared at the same specificity (0 when no point is that specific).
+pub fn sensitivity_at_specificity(roc: &Roc, specificity: f64) -> f64 {
+    (roc.points.iter())
+        .filter(|p| p.specificity >= specificity)
+        .map(|p| p.sensitivity)
+        .fold(0.0, f64::max)
+}
+
 /// Sensitivity and specificity of the calls `called` against the truth `positive`.
 pub fn rates(called: &[bool], positive: &[bool]) -> (f64, f64) {
     let (mut tp, mut p, mut tn, mut n) = (0usize, 0usize, 0usize, 0usize);

@@ -47,7 +47,11 @@ pub struct Provenance {
     /// L2 penalty of the fit (on standardised features).
     pub lambda: f64,
     pub site: CvFigures,
+    /// The shipped head at its own operating point: what the site gets without calibration.
     pub shipped: CvFigures,
+    /// The shipped head's OA sensitivity at the site head's specificity (the fair comparison:
+    /// on another scanner the shipped threshold may call nearly every knee OA).
+    pub shipped_oa_sensitivity_at_site_specificity: f64,
     /// The target sensitivity the operating points were chosen for.
     pub target_sensitivity: f64,
     /// Why it was (or was not) made active, in words.

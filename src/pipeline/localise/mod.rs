@@ -216,10 +216,24 @@ fn scan_all(work: &Plane, min_window: f32) -> Vec<Candidate> {
     let longest = work.width.max(work.height) as f32;
     let shortest = work.width.min(work.height) as f32;
     let table = hog::BlockWeights::default();
-    let mut all = Vec::new();
-    for side in scan::sides((min_window * longest).min(shortest), shortest, SCALE_STEP) {
-        scan::scan_scale(work, side, &table, &mut all);
-    }
+    // Each scale on its own thread (the scales are independent; a Pi has four cores), gathered
+    // in scale order so the result does not depend on the threads.
+    let sides = scan::sides((min_window * longest).min(shortest), shortest, SCALE_STEP);
+    let mut all: Vec<Candidate> = std::thread::scope(|s| {
+        let scans: Vec<_> = (sides.iter())
+            .map(|&side| {
+                let table = &table;
+                s.spawn(move || {
+                    let mut found = Vec::new();
+                    scan::scan_scale(work, side, table, &mut found);
+                    found
+                })
+            })
+            .collect();
+        (scans.into_iter())
+            .flat_map(|scan| scan.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
     // A knee wider than a narrow cut-out needs a window wider than the image.
     let mut side = shortest * SCALE_STEP;
     while longest / shortest >= CUT_OUT_ASPECT && side <= MAX_WINDOW_OVER_SHORT_SIDE * shortest {
