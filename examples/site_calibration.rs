@@ -100,10 +100,7 @@ fn main() -> anyhow::Result<()> {
         let shipped: Vec<&CvFigures> = runs.iter().map(|r| &r.0).collect();
         let site: Vec<&CvFigures> = runs.iter().map(|r| &r.1).collect();
         // What the appliance grades with: the site head where the rule activated it.
-        let chosen: Vec<&CvFigures> = runs
-            .iter()
-            .map(|r| if r.2 { &r.1 } else { &r.0 })
-            .collect();
+        let chosen: Vec<&CvFigures> = runs.iter().map(|r| if r.2 { &r.1 } else { &r.0 }).collect();
         let activated = runs.iter().filter(|r| r.2).count();
         println!(
             "calibrate on {n}, measure on the other {} knees:",
