@@ -57,6 +57,10 @@ install -m 0755 kneescreen /opt/kneescreen/kneescreen.new
 mv /opt/kneescreen/kneescreen.new /opt/kneescreen/kneescreen
 rm -f /opt/kneescreen/models/*
 install -m 0644 models/* /opt/kneescreen/models/
+# Site heads (kneescreen calibrate, or the console) are the device's own: they live in the state
+# folder the service may write, survive updates, and are reached from the models folder.
+install -d -o kneescreen -g kneescreen -m 0750 /var/lib/kneescreen /var/lib/kneescreen/site-heads
+ln -sfn /var/lib/kneescreen/site-heads /opt/kneescreen/models/site-heads
 if [ -f /etc/kneescreen/kneescreen.toml ] && ! cmp -s kneescreen.toml /etc/kneescreen/kneescreen.toml; then
     cp /etc/kneescreen/kneescreen.toml "/etc/kneescreen/kneescreen.toml.$(date +%Y%m%d-%H%M%S).bak"
 fi
