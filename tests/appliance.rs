@@ -502,6 +502,77 @@ fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
     }
 }
 
+/// A stop that came with a reboot (a power cut, the watchdog) is not held against the file: the
+/// boot ID the appliance reads (here from a file, through its test seam) changes between the two
+/// stops, and the input is graded; the same two stops within one boot set it aside.
+#[test]
+fn a_stop_with_a_reboot_is_not_held_against_the_file() {
+    let mut big = Vec::new();
+    synthetic_knee(6000, 4500, 7)
+        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
+        .unwrap();
+    let started = |s: &Setup| -> u64 {
+        let note: Option<Value> = fs::read(s.results.join("in-progress"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let inputs = note.as_ref().and_then(|n| n["inputs"].as_array().cloned());
+        let big = inputs
+            .unwrap_or_default()
+            .into_iter()
+            .find(|i| i["source"].as_str().is_some_and(|p| p.ends_with("big.png")));
+        big.and_then(|i| i["attempts"].as_u64()).unwrap_or(0)
+    };
+    for reboots in [true, false] {
+        let s = setup();
+        let boot_file = s.results.parent().unwrap().join("boot_id");
+        let input = s.inbox.join("big.png");
+        fs::write(&input, &big).unwrap();
+        for n in 1..=2u64 {
+            let boot = if reboots {
+                format!("boot-{n}")
+            } else {
+                "boot-1".into()
+            };
+            fs::write(&boot_file, format!("{boot}\n")).unwrap();
+            let mut child = kneescreen()
+                .args(run_args(&s))
+                .env("KNEESCREEN_BOOT_ID_FILE", &boot_file)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            wait_for("the analysis to start", Duration::from_secs(180), || {
+                started(&s) >= n
+            });
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        fs::write(&boot_file, if reboots { "boot-3" } else { "boot-1" }).unwrap();
+        let mut args = run_args(&s);
+        args.push("--exit-when-idle".into());
+        let out = kneescreen()
+            .args(&args)
+            .env("KNEESCREEN_BOOT_ID_FILE", &boot_file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let rs = records(&s.results)
+            .remove(&input.display().to_string())
+            .expect("a record for big.png");
+        let said = stderr(&out);
+        if reboots {
+            assert_eq!(rs[0]["status"], "ok", "{rs:?}");
+            assert!(said.contains("cut by a restart of the machine"), "{said}");
+        } else {
+            assert_eq!(rs[0]["status"], "rejected", "{rs:?}");
+            assert!(!said.contains("cut by a restart"), "{said}");
+        }
+        assert!(!s.results.join("in-progress").exists());
+        assert_eq!(fs::read(&input).unwrap(), big, "input changed");
+    }
+}
+
 #[test]
 fn inputs_whose_records_were_cleared_away_are_graded_again() {
     let s = setup();

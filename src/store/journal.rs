@@ -1,7 +1,9 @@
 //! The journal `<results>/journal.jsonl`: one JSON line per input, appended and fsync'd, keyed by
 //! the input's SHA-256, so a restart or a power cut neither repeats nor loses work; and the
 //! `<results>/in-progress` note of the input being analysed, so one that the appliance keeps
-//! dying on (a crash, memory running out) is set aside instead of tried for ever.
+//! dying on (a crash, memory running out) is set aside instead of tried for ever. The note keeps
+//! the system's boot ID of every start: a stop that came with a reboot (a power cut, the
+//! watchdog) is not held against the file.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,8 +20,14 @@ pub const JOURNAL_FILE: &str = "journal.jsonl";
 /// The name of the note of the input being analysed, inside the results folder.
 const IN_PROGRESS_FILE: &str = "in-progress";
 /// An input is not analysed again once the appliance has stopped this many times during its
-/// analysis (one stop may be a power cut; two in a row on the same input are not a coincidence).
+/// analysis without the machine restarting (a crash, memory running out, a kill; two on the same
+/// input are not a coincidence). Stops that came with a reboot are not counted.
 pub const MAX_ATTEMPTS: u32 = 2;
+
+/// Where Linux gives the ID of the current boot (a new random UUID at every boot).
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// Test seam: a file to read the boot ID from instead of `BOOT_ID`.
+pub const BOOT_ID_FILE_ENV: &str = "KNEESCREEN_BOOT_ID_FILE";
 
 /// The `in-progress` note: the inputs whose analysis started and never ended (the appliance
 /// stopped during it), with how many times that happened, oldest first.
@@ -32,7 +40,43 @@ struct InProgress {
 struct Started {
     key: String,
     source: String,
+    /// Analyses begun and not ended.
     attempts: u32,
+    /// The boot ID at each of those beginnings ("" when unknown; missing in older notes).
+    #[serde(default)]
+    boots: Vec<String>,
+}
+
+impl Started {
+    /// How many of the analyses before the last one ended in a stop that counts: the next start
+    /// came in the same boot (or either boot is unknown, then every stop counts).
+    fn counted_stops(&self) -> u32 {
+        let attempts = self.attempts as usize;
+        // Older notes have no boots: those starts count as unknown.
+        let boot = |i: usize| {
+            let missing = attempts.saturating_sub(self.boots.len());
+            if i >= missing {
+                self.boots[i - missing].as_str()
+            } else {
+                ""
+            }
+        };
+        (1..attempts)
+            .filter(|&i| {
+                let (before, after) = (boot(i - 1), boot(i));
+                before.is_empty() || after.is_empty() || before == after
+            })
+            .count() as u32
+    }
+}
+
+/// The ID of the current boot ("" when it cannot be read).
+fn boot_id() -> String {
+    let path =
+        std::env::var_os(BOOT_ID_FILE_ENV).map_or_else(|| PathBuf::from(BOOT_ID), PathBuf::from);
+    fs::read_to_string(path)
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The note keeps at most this many inputs (older ones have long gone away).
@@ -87,6 +131,8 @@ pub struct Journal {
     needs_newline: bool,
     /// What `<results>/in-progress` holds (read once, at open; written on every change).
     in_progress: InProgress,
+    /// This boot's ID, read at open.
+    boot: String,
 }
 
 impl Journal {
@@ -119,6 +165,7 @@ impl Journal {
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default(),
+            boot: boot_id(),
         };
         for (number, line) in text.split(|&b| b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
@@ -166,28 +213,39 @@ impl Journal {
     }
 
     /// Notes that the input `key` is being analysed (until `end`), and returns how many earlier
-    /// analyses of it never ended: the appliance stopped during them. Compare with `MAX_ATTEMPTS`.
-    /// Other inputs analysed in between do not change that count.
+    /// analyses of it ended in a stop that counts against it: the appliance stopped during them
+    /// and started again without the machine restarting. Compare with `MAX_ATTEMPTS`. Other
+    /// inputs analysed in between do not change that count.
     pub fn begin(&mut self, key: &str, source: &str) -> io::Result<u32> {
         let note = &mut self.in_progress;
-        let earlier = match note.inputs.iter().position(|s| s.key == key) {
-            Some(i) => note.inputs.remove(i).attempts,
-            None => 0,
+        let mut started = match note.inputs.iter().position(|s| s.key == key) {
+            Some(i) => note.inputs.remove(i),
+            None => Started {
+                key: key.to_string(),
+                source: source.to_string(),
+                attempts: 0,
+                boots: Vec::new(),
+            },
         };
-        note.inputs.push(Started {
-            key: key.to_string(),
-            source: source.to_string(),
-            attempts: earlier + 1,
-        });
+        started.attempts += 1;
+        started.boots.push(self.boot.clone());
+        let counted = started.counted_stops();
+        if started.attempts > 1 && counted < started.attempts - 1 {
+            eprintln!(
+                "kneescreen: {source}: an earlier analysis was cut by a restart of the machine \
+                 (a power cut?): that stop is not held against the file"
+            );
+        }
+        note.inputs.push(started);
         if note.inputs.len() > MAX_NOTED {
             note.inputs.remove(0);
         }
         self.save_in_progress()?;
-        Ok(earlier)
+        Ok(counted)
     }
 
     /// The analysis noted by `begin` has ended. `done`: its results are written and it is not
-    /// analysed again, so it is forgotten; otherwise (it will be tried again) its count goes back
+    /// analysed again, so it is forgotten; otherwise (it will be tried again) the note goes back
     /// to what `begin` found.
     pub fn end(&mut self, key: &str, done: bool) {
         let note = &mut self.in_progress;
@@ -196,6 +254,7 @@ impl Journal {
                 note.inputs.remove(i);
             } else {
                 note.inputs[i].attempts -= 1;
+                note.inputs[i].boots.pop();
             }
         }
         if let Err(e) = self.save_in_progress() {
@@ -245,6 +304,41 @@ impl Journal {
                     .insert(entry.sha256.clone(), self.entries.len());
                 self.entries.push(entry);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(attempts: u32, boots: &[&str]) -> Started {
+        Started {
+            key: "k".into(),
+            source: "s".into(),
+            attempts,
+            boots: boots.iter().map(|b| b.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_stops_without_a_reboot_count() {
+        for (attempts, boots, counted) in [
+            (1, &["a"][..], 0),
+            (2, &["a", "a"], 1), // a crash: the next start came in the same boot
+            (2, &["a", "b"], 0), // a power cut: the machine started again
+            (3, &["a", "b", "b"], 1),
+            (3, &["a", "a", "a"], 2),
+            (3, &["a", "", "b"], 2), // an unknown boot counts, as before boot IDs were kept
+            (3, &[], 2),             // a note written before boot IDs were kept
+            (3, &["b"], 2),
+            (3, &["a", "b"], 1),
+        ] {
+            assert_eq!(
+                started(attempts, boots).counted_stops(),
+                counted,
+                "{attempts} {boots:?}"
+            );
         }
     }
 }
