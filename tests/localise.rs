@@ -8,7 +8,7 @@ use image::{GrayImage, Luma};
 use kneescreen::pipeline::localise::{crop, hog_descriptor, localise, NotFound, Square};
 use kneescreen::record::Side;
 
-use crate::support::util::knee_film;
+use crate::support::util::{self, knee_film};
 
 #[test]
 fn hog_matches_opencv() {
@@ -184,8 +184,7 @@ fn crop_off_the_image_replicates_edges() {
 fn data_dir(sub: &str) -> Option<PathBuf> {
     // Under an emulator (the cross-built tests in CI) a sweep over a thousand images takes tens of
     // minutes; the same code is swept natively.
-    if std::env::var("KNEESCREEN_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty()) {
-        eprintln!("skipped: the development images are swept natively, not under an emulator");
+    if util::emulated("the sweep over the development images") {
         return None;
     }
     let root = std::env::var("KNEESCREEN_SHARED_DATA")
