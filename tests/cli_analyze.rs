@@ -192,15 +192,42 @@ fn eval_reports_metrics_as_json() {
             );
         }
     }
+    let roc_json = dir.path().join("roc.json");
     let out = run(&[
         "eval",
         "--json",
         "--out",
         dir.path().to_str().unwrap(),
+        "--roc-json",
+        roc_json.to_str().unwrap(),
         dir.path().to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let m: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    // The OA call: its ROC over the set (6 OA knees, 4 not), the area the report gives is the
+    // area of that ROC, and the operating point is the shipped card's.
+    let roc: kneescreen::pipeline::screening::Roc =
+        serde_json::from_slice(&fs::read(&roc_json).unwrap()).unwrap();
+    assert_eq!((roc.positives, roc.negatives), (6, 4));
+    let s = &m["oa_screening"];
+    let auc = s["auc"].as_f64().unwrap();
+    assert!((auc - kneescreen::pipeline::screening::auc(&roc)).abs() < 1e-9);
+    let card_point = kneescreen::pipeline::model::Classifier::load(
+        &kneescreen::pipeline::model::default_models_dir(),
+        "int8",
+    )
+    .unwrap()
+    .oa_call()
+    .cloned()
+    .expect("the shipped card has an operating point");
+    assert_eq!(
+        s["operating_point"]["threshold"].as_f64().unwrap() as f32,
+        card_point.threshold
+    );
+    let png = image::open(dir.path().join("roc.png")).expect("roc.png is a picture");
+    assert!(png.width() >= 200 && png.height() >= 200);
+    let text = run(&["eval", dir.path().to_str().unwrap()]);
+    assert!(stdout(&text).contains("ROC AUC"), "{}", stdout(&text));
     assert_eq!(m["n"], 10);
     for key in [
         "accuracy",
