@@ -418,3 +418,62 @@ fn collecting_from_a_folder_without_grade_folders_says_how_to_lay_it_out() {
         .to_string();
     assert!(err.contains("folder of its KL grade"), "{err}");
 }
+
+/// Knees graded in the console: a study's picture read back from the results folder gives the
+/// knee's features; the same picture in a second study, and a knee from an MR image, are refused
+/// with their reasons.
+#[test]
+fn console_grades_refuse_a_repeated_knee_and_a_knee_not_from_an_x_ray() {
+    use crate::support::dicom_writer;
+    use kneescreen::calibration::site_grades;
+    use kneescreen::store::results_dir;
+
+    let results = util::temp_dir();
+    let r = results.path();
+    let classifier = Classifier::load(&default_models_dir(), "fp32").unwrap();
+    let analyse = |bytes: &[u8]| {
+        let sha = kneescreen::pipeline::digest::sha256_hex(bytes);
+        kneescreen::pipeline::analyze(bytes, "test", &sha, &classifier, &Limits::default()).unwrap()
+    };
+    let mut png = Vec::new();
+    util::synthetic_knee(224, 224, 11)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let knee = analyse(&png);
+    results_dir::write_analysis(r, "knee-a", &knee).unwrap();
+    results_dir::write_analysis(r, "knee-b", &knee).unwrap();
+    let mr = dicom_writer::Spec {
+        rows: 224,
+        columns: 224,
+        bits_allocated: 8,
+        bits_stored: 8,
+        modality: "MR",
+        ..dicom_writer::Spec::default()
+    };
+    let pixels = util::synthetic_knee(224, 224, 12);
+    let mr = analyse(&dicom_writer::write(
+        &mr,
+        &pixels.iter().map(|&v| i32::from(v)).collect::<Vec<_>>(),
+    ));
+    results_dir::write_analysis(r, "knee-mr", &mr).unwrap();
+    for (stem, grade) in [("knee-a", 2), ("knee-b", 2), ("knee-mr", 3)] {
+        site_grades::set(r, stem, 0, Some(grade)).unwrap();
+    }
+    assert!(
+        site_grades::set(r, "knee-a", 1, Some(2)).is_err(),
+        "one knee only"
+    );
+    assert!(site_grades::set(r, "knee-a", 0, Some(5)).is_err(), "KL 0-4");
+
+    let grades = site_grades::load(r);
+    assert_eq!(site_grades::counts(&grades), vec![0, 0, 2, 1, 0]);
+    let got = site_grades::examples(r, &grades, &classifier);
+    assert_eq!(got.examples.len(), 1);
+    assert_eq!(got.examples[0].features, knee.features[0]);
+    let reasons: Vec<String> = (got.refused.iter())
+        .map(|x| format!("{}: {}", x.path, x.reason))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[0].starts_with("knee-b knee 1: the same knee image as knee-a knee 1"));
+    assert!(reasons[1].starts_with("knee-mr knee 1: not a greyscale X-ray"));
+}

@@ -3,12 +3,14 @@
 //! console reads each graded knee's network input picture back from the results folder (a
 //! lossless PNG of exactly what the network saw) and extracts its features again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::calibration::collect::{Collected, Refused};
 use crate::calibration::Example;
+use crate::pipeline::digest::sha256_hex;
 use crate::pipeline::model::Classifier;
+use crate::record::ReferReason;
 use crate::store::atomic::write_atomic;
 use crate::store::results_dir::{self, ResultFile};
 
@@ -61,33 +63,37 @@ pub fn counts(grades: &SiteGrades) -> Vec<usize> {
     n
 }
 
-/// The graded knees' features, from their network input pictures in `results`.
+/// The graded knees' features, from their network input pictures in `results`. Like a graded
+/// folder (`collect`), a knee that is not from a greyscale X-ray, or whose picture is the same as
+/// an earlier one's, is refused with the reason.
 pub fn examples(results: &Path, grades: &SiteGrades, classifier: &Classifier) -> Collected {
     let mut out = Collected::default();
+    let mut same_image = HashMap::new();
     for (stem, knees) in grades {
+        let record = results_dir::read_record(results, stem);
         for (&knee, &grade) in knees {
             let name = format!("{stem} knee {}", knee + 1);
-            let picture = results_dir::read(results, stem, ResultFile::KneeInput(knee + 1))
-                .or_else(|| {
-                    (knee == 0)
-                        .then(|| results_dir::read(results, stem, ResultFile::Input))
-                        .flatten()
-                });
-            let features = picture
-                .ok_or_else(|| {
-                    "its network input picture is no longer in the results folder".to_string()
-                })
-                .and_then(|png| {
-                    image::load_from_memory_with_format(&png, image::ImageFormat::Png)
-                        .map_err(|e| format!("its network input picture cannot be read: {e}"))
-                })
-                .and_then(|img| {
-                    let input = img.to_luma8();
+            let refer = record.as_ref().and_then(|r| r.grading()).and_then(|g| {
+                let k = g.knees.get(knee)?;
+                k.refer_reason
+            });
+            let features = match refer {
+                Some(ReferReason::NotARadiograph) => {
+                    Err("not a greyscale X-ray (its DICOM header says so)".to_string())
+                }
+                _ => picture(results, stem, knee).and_then(|input| {
+                    let pixels = sha256_hex(input.as_raw());
+                    if let Some(first) = same_image.insert(pixels, name.clone()) {
+                        return Err(format!(
+                            "the same knee image as {first} (a duplicate is used once)"
+                        ));
+                    }
                     classifier
                         .classify(&input)
                         .map_err(|e| e.to_string())
                         .and_then(|c| c.features().map_err(|e| e.to_string()))
-                });
+                }),
+            };
             match features {
                 Ok(features) => out.examples.push(Example {
                     name,
@@ -99,4 +105,20 @@ pub fn examples(results: &Path, grades: &SiteGrades, classifier: &Classifier) ->
         }
     }
     out
+}
+
+/// The network input picture of knee `knee` (0-based) of study `stem`.
+fn picture(results: &Path, stem: &str, knee: usize) -> Result<image::GrayImage, String> {
+    let png = results_dir::read(results, stem, ResultFile::KneeInput(knee + 1))
+        .or_else(|| {
+            (knee == 0)
+                .then(|| results_dir::read(results, stem, ResultFile::Input))
+                .flatten()
+        })
+        .ok_or_else(|| {
+            "its network input picture is no longer in the results folder".to_string()
+        })?;
+    image::load_from_memory_with_format(&png, image::ImageFormat::Png)
+        .map(|img| img.to_luma8())
+        .map_err(|e| format!("its network input picture cannot be read: {e}"))
 }
