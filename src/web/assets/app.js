@@ -421,9 +421,7 @@ function panelPage() {
 
   const press = async (event) => {
     try {
-      await api('/api/button', {
-        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ event }),
-      });
+      await postJson('/api/button', { event });
     } catch (e) {
       note.textContent = e.message;
     }
