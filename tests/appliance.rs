@@ -425,31 +425,37 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
     }
 }
 
-#[test]
-fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
-    // A large image, so that its analysis lasts long enough to stop the appliance in the middle.
+/// A large image, so that its analysis lasts long enough to stop the appliance in the middle.
+fn big_png() -> Vec<u8> {
     let mut big = Vec::new();
     synthetic_knee(6000, 4500, 7)
         .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
         .unwrap();
-    // How many analyses of big.png the note in `results/in-progress` says were started.
-    let started = |s: &Setup| -> u64 {
-        let note: Option<Value> = fs::read(s.results.join("in-progress"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let inputs = note.as_ref().and_then(|n| n["inputs"].as_array().cloned());
-        let big = inputs
-            .unwrap_or_default()
-            .into_iter()
-            .find(|i| i["source"].as_str().is_some_and(|p| p.ends_with("big.png")));
-        big.and_then(|i| i["attempts"].as_u64()).unwrap_or(0)
-    };
+    big
+}
+
+/// How many analyses of big.png the note in `results/in-progress` says were started.
+fn started_on_big(s: &Setup) -> u64 {
+    let note: Option<Value> = fs::read(s.results.join("in-progress"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let inputs = note.as_ref().and_then(|n| n["inputs"].as_array().cloned());
+    let big = inputs
+        .unwrap_or_default()
+        .into_iter()
+        .find(|i| i["source"].as_str().is_some_and(|p| p.ends_with("big.png")));
+    big.and_then(|i| i["attempts"].as_u64()).unwrap_or(0)
+}
+
+#[test]
+fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
+    let big = big_png();
     // Stops the appliance (as a crash, the memory running out or a power cut would) during the
     // analysis of big.png number `n`.
     let stop_midway = |s: &Setup, n: u64| {
         let mut child = spawn(s);
         let start = Instant::now();
-        while started(s) < n {
+        while started_on_big(s) < n {
             assert!(
                 start.elapsed() < Duration::from_secs(180),
                 "analysis {n} never started"
@@ -510,21 +516,7 @@ fn a_stop_with_a_reboot_is_not_held_against_the_file() {
     if emulated("stops with and without a reboot") {
         return;
     }
-    let mut big = Vec::new();
-    synthetic_knee(6000, 4500, 7)
-        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
-        .unwrap();
-    let started = |s: &Setup| -> u64 {
-        let note: Option<Value> = fs::read(s.results.join("in-progress"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let inputs = note.as_ref().and_then(|n| n["inputs"].as_array().cloned());
-        let big = inputs
-            .unwrap_or_default()
-            .into_iter()
-            .find(|i| i["source"].as_str().is_some_and(|p| p.ends_with("big.png")));
-        big.and_then(|i| i["attempts"].as_u64()).unwrap_or(0)
-    };
+    let big = big_png();
     for reboots in [true, false] {
         let s = setup();
         let boot_file = s.results.parent().unwrap().join("boot_id");
@@ -546,7 +538,7 @@ fn a_stop_with_a_reboot_is_not_held_against_the_file() {
                 .spawn()
                 .unwrap();
             wait_for("the analysis to start", Duration::from_secs(180), || {
-                started(&s) >= n
+                started_on_big(&s) >= n
             });
             child.kill().unwrap();
             child.wait().unwrap();

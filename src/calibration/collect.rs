@@ -3,7 +3,7 @@
 //! cannot serve is listed with its reason. Files are only read.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -13,6 +13,9 @@ use crate::pipeline::digest::sha256_hex;
 use crate::pipeline::model::Classifier;
 use crate::pipeline::{self, Analysis};
 use crate::record::{Outcome, ReferReason};
+
+/// Why a knee from a DICOM of another modality, or in colour, is not used.
+pub const NOT_AN_X_RAY: &str = "not a greyscale X-ray (its DICOM header says so)";
 
 /// A file or folder not used, and why.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,14 +40,7 @@ pub fn from_dir(
 ) -> anyhow::Result<Collected> {
     let mut out = Collected::default();
     let mut files = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| !hidden(p))
-        .collect();
-    entries.sort();
-    for entry in entries {
+    for entry in listing(dir)? {
         let grade = entry
             .file_name()
             .and_then(|n| n.to_str())
@@ -56,14 +52,7 @@ pub fn from_dir(
         };
         match (entry.is_dir(), grade) {
             (true, Some(grade)) => {
-                let mut inside: Vec<_> = std::fs::read_dir(&entry)
-                    .with_context(|| format!("listing {}", entry.display()))?
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| !hidden(p))
-                    .collect();
-                inside.sort();
-                for p in inside {
+                for p in listing(&entry)? {
                     match p.is_file() {
                         true => files.push((p, grade)),
                         false => out.refused.push(Refused {
@@ -108,10 +97,21 @@ pub fn from_dir(
     Ok(out)
 }
 
-fn hidden(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+/// The entries of `dir` that are not hidden, sorted.
+fn listing(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let hidden = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'))
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| !hidden(p))
+        .collect();
+    entries.sort();
+    Ok(entries)
 }
 
 /// The knee's features, or why this analysis cannot serve as a graded knee.
@@ -139,7 +139,7 @@ fn usable(
         ));
     }
     if g.knees[0].refer_reason == Some(ReferReason::NotARadiograph) {
-        return Err("not a greyscale X-ray (its DICOM header says so)".into());
+        return Err(NOT_AN_X_RAY.into());
     }
     let (Some(pictures), Some(features)) = (analysis.knees.first(), analysis.features.first())
     else {

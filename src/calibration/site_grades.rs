@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use crate::calibration::collect::{Collected, Refused};
+use crate::calibration::collect::{Collected, Refused, NOT_AN_X_RAY};
 use crate::calibration::Example;
 use crate::pipeline::digest::sha256_hex;
 use crate::pipeline::model::Classifier;
@@ -78,9 +78,7 @@ pub fn examples(results: &Path, grades: &SiteGrades, classifier: &Classifier) ->
                 k.refer_reason
             });
             let features = match refer {
-                Some(ReferReason::NotARadiograph) => {
-                    Err("not a greyscale X-ray (its DICOM header says so)".to_string())
-                }
+                Some(ReferReason::NotARadiograph) => Err(NOT_AN_X_RAY.to_string()),
                 _ => picture(results, stem, knee).and_then(|input| {
                     let pixels = sha256_hex(input.as_raw());
                     if let Some(first) = same_image.insert(pixels, name.clone()) {
