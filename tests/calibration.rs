@@ -465,7 +465,7 @@ fn console_grades_refuse_a_repeated_knee_and_a_knee_not_from_an_x_ray() {
     );
     assert!(site_grades::set(r, "knee-a", 0, Some(5)).is_err(), "KL 0-4");
 
-    let grades = site_grades::load(r);
+    let grades = site_grades::load(r).unwrap();
     assert_eq!(site_grades::counts(&grades), vec![0, 0, 2, 1, 0]);
     let got = site_grades::examples(r, &grades, &classifier);
     assert_eq!(got.examples.len(), 1);
@@ -476,4 +476,12 @@ fn console_grades_refuse_a_repeated_knee_and_a_knee_not_from_an_x_ray() {
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(reasons[0].starts_with("knee-b knee 1: the same knee image as knee-a knee 1"));
     assert!(reasons[1].starts_with("knee-mr knee 1: not a greyscale X-ray"));
+
+    // A damaged grades file is reported and left as it is, never replaced by the next grade.
+    let file = r.join(results_dir::SITE_GRADES);
+    std::fs::write(&file, b"{\"knee-a\": {\"0\": 2").unwrap();
+    let err = site_grades::load(r).unwrap_err();
+    assert!(err.contains("damaged"), "{err}");
+    assert!(site_grades::set(r, "knee-a", 0, Some(3)).is_err());
+    assert_eq!(std::fs::read(&file).unwrap(), b"{\"knee-a\": {\"0\": 2");
 }

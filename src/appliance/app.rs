@@ -135,7 +135,7 @@ where
     /// the shipped head's features, exactly as `kneescreen calibrate` does; when it becomes
     /// active, the classifier is loaded again with it.
     fn calibrate(&mut self, force: bool) -> Result<serde_json::Value, String> {
-        let grades = site_grades::load(&self.config.results);
+        let grades = site_grades::load(&self.config.results)?;
         let target = self.config.oa_target_sensitivity;
         self.classifier
             .without_site_head(target)

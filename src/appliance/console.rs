@@ -89,12 +89,16 @@ impl Console for AppConsole {
     }
 
     fn site_grades(&self) -> serde_json::Value {
-        let grades = site_grades::load(&self.results);
+        let (grades, error) = match site_grades::load(&self.results) {
+            Ok(g) => (g, None),
+            Err(e) => (Default::default(), Some(e)),
+        };
         serde_json::json!({
             "counts": site_grades::counts(&grades),
             "min_knees": calibration::MIN_KNEES,
             "head": lock(&self.shared).status.head,
             "grades": grades,
+            "error": error,
         })
     }
 

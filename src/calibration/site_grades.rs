@@ -17,12 +17,21 @@ use crate::store::results_dir::{self, ResultFile};
 /// Grades by study stem, then by knee index (in the record's order).
 pub type SiteGrades = BTreeMap<String, BTreeMap<usize, u8>>;
 
-/// The grades entered so far (none when the file is missing or unreadable).
-pub fn load(results: &Path) -> SiteGrades {
-    std::fs::read(results.join(results_dir::SITE_GRADES))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+/// The grades entered so far (none before the first). A file that cannot be read is an error,
+/// never taken as empty: the next grade would replace the clinician's earlier ones.
+pub fn load(results: &Path) -> Result<SiteGrades, String> {
+    let path = results.join(results_dir::SITE_GRADES);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            format!(
+                "{} is damaged ({e}): the grades in it are kept as they are; \
+                 repair or move it away to enter grades again",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SiteGrades::new()),
+        Err(e) => Err(format!("{} cannot be read: {e}", path.display())),
+    }
 }
 
 /// Sets (or, with `None`, clears) the clinician's grade of knee `knee` of study `stem`.
@@ -35,7 +44,7 @@ pub fn set(results: &Path, stem: &str, knee: usize, grade: Option<u8>) -> Result
     if knee >= knees {
         return Err(format!("the study has {knees} graded knee(s)"));
     }
-    let mut grades = load(results);
+    let mut grades = load(results)?;
     match grade {
         Some(g) => {
             grades.entry(stem.to_string()).or_default().insert(knee, g);

@@ -15,7 +15,7 @@
 //! | `GET /api/patient/<stem>` | `{"name", "id", "birth_date"}` of a DICOM study when the appliance shows identity, else `null` |
 //! | `GET /api/panel.png`, `POST /api/button` `{"event":"next"\|"previous"}` | panel mirror, virtual button |
 //! | `GET /api/status` | the appliance's status plus `web` (upload limit, uploads running) |
-//! | `GET /api/site-grades` | the clinician's KL grades: `{"grades": {stem: {knee: grade}}, "counts", "min_knees", "head"}` |
+//! | `GET /api/site-grades` | the clinician's KL grades: `{"grades": {stem: {knee: grade}}, "counts", "min_knees", "head", "error"}` (`error`: the grades file cannot be read) |
 //! | `POST /api/site-grades` `{"stem", "knee", "grade": 0..4\|null}` | sets (or clears) one knee's grade |
 //! | `POST /api/calibrate` `{"force": bool}` | fits a site head to those grades (the `calibrate --json` answer plus `report`); 422 with the reason when it cannot |
 //! | `POST /api/calibrate/revert` | back to the shipped head |

@@ -494,8 +494,8 @@ function calibrationCard() {
     try {
       const { body } = await api('/api/site-grades');
       const total = body.counts.reduce((a, b) => a + b, 0);
-      counts.textContent = total + ' knees graded here (' + body.counts.map((n, g) => 'KL' + g + ' ' + n).join(', ') +
-        '); calibration needs at least ' + body.min_knees + '. Grading head: ' + body.head + '.';
+      counts.textContent = body.error || (total + ' knees graded here (' + body.counts.map((n, g) => 'KL' + g + ' ' + n).join(', ') +
+        '); calibration needs at least ' + body.min_knees + '. Grading head: ' + body.head + '.');
     } catch (e) {
       counts.textContent = e.message;
     }
