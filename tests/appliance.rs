@@ -302,7 +302,9 @@ fn spawn_with_console(s: &Setup, log: &Path) -> (Child, SocketAddr) {
         addr = text
             .split("web console on http://")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next().map(str::to_string));
+            // Only a whole line: under an emulator the log can be read while it is being written.
+            .and_then(|rest| rest.split_once('\n'))
+            .and_then(|(line, _)| line.split_whitespace().next().map(str::to_string));
         addr.is_some()
     });
     (child, addr.unwrap().parse().expect("the console's address"))
