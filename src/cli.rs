@@ -69,6 +69,15 @@ pub struct RunArgs {
     pub model: Option<String>,
     #[arg(long)]
     pub models_dir: Option<PathBuf>,
+    /// Receive images from scanners over DICOM on this address (e.g. 0.0.0.0:11112).
+    #[arg(long)]
+    pub dicom_listen: Option<std::net::SocketAddr>,
+    /// This node's DICOM AE title (default KNEESCREEN).
+    #[arg(long)]
+    pub ae_title: Option<String>,
+    /// Send results to this PACS, written AE_TITLE@HOST:PORT (e.g. ORTHANC@192.168.1.20:4242).
+    #[arg(long)]
+    pub pacs: Option<String>,
     /// Grade what is there, then exit (batch use and tests).
     #[arg(long)]
     pub exit_when_idle: bool,
@@ -456,6 +465,9 @@ fn run_cmd(args: RunArgs) -> anyhow::Result<ExitCode> {
         model: args.model,
         models_dir: args.models_dir,
         usb_mount_parent: args.usb_parent,
+        dicom_listen: args.dicom_listen,
+        ae_title: args.ae_title,
+        pacs: args.pacs,
     };
     let config = crate::config::Config::load(args.config.as_deref())?.with_overrides(overrides)?;
     crate::appliance::run(config, args.exit_when_idle)?;

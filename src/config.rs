@@ -49,6 +49,10 @@ pub struct Config {
     pub panel: PanelConfig,
     pub button: ButtonConfig,
     pub web: WebSettings,
+    /// The DICOM node that scanners send images to (off unless `listen` is set).
+    pub dicom: DicomSettings,
+    /// The clinic's PACS that results are sent to (off unless `host` is set).
+    pub pacs: PacsConfig,
     /// Show the patient's name, ID and birth date from DICOM files on the panel and the web
     /// console. Off by default; even when on, they are never written to results or logs.
     pub show_patient_identity: bool,
@@ -70,6 +74,8 @@ impl Default for Config {
             panel: PanelConfig::default(),
             button: ButtonConfig::default(),
             web: WebSettings::default(),
+            dicom: DicomSettings::default(),
+            pacs: PacsConfig::default(),
             show_patient_identity: false,
         }
     }
@@ -117,6 +123,67 @@ impl Default for WebSettings {
     }
 }
 
+/// The DICOM node (storage SCP) settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DicomSettings {
+    /// Address to receive images on, e.g. "0.0.0.0:11112"; none: no DICOM node.
+    pub listen: Option<SocketAddr>,
+    /// This node's AE title: scanners call it, and results are sent under it.
+    pub ae_title: String,
+    /// Calling AE titles allowed to send; empty: any.
+    pub allowed_calling_ae_titles: Vec<String>,
+    /// Where received images are kept; watched like an inbox. Never inside the results folder.
+    pub received: PathBuf,
+}
+
+impl Default for DicomSettings {
+    fn default() -> Self {
+        DicomSettings {
+            listen: None,
+            ae_title: "KNEESCREEN".into(),
+            allowed_calling_ae_titles: Vec::new(),
+            received: PathBuf::from("kneescreen-data/received"),
+        }
+    }
+}
+
+/// The PACS that results (a Structured Report and the heatmap pictures) are sent to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PacsConfig {
+    /// The PACS's AE title, host and port; results are sent when `host` is set.
+    pub ae_title: String,
+    pub host: Option<String>,
+    pub port: u16,
+    /// The first wait after a failed send, doubling with each failure up to `retry_max_s`.
+    pub retry_min_s: u64,
+    pub retry_max_s: u64,
+}
+
+impl Default for PacsConfig {
+    fn default() -> Self {
+        PacsConfig {
+            ae_title: "ORTHANC".into(),
+            host: None,
+            port: 4242,
+            retry_min_s: 30,
+            retry_max_s: 900,
+        }
+    }
+}
+
+impl PacsConfig {
+    /// The PACS as a peer, when one is configured.
+    pub fn peer(&self) -> Option<crate::dicom_net::scu::Peer> {
+        Some(crate::dicom_net::scu::Peer {
+            ae_title: self.ae_title.clone(),
+            host: self.host.clone()?,
+            port: self.port,
+        })
+    }
+}
+
 /// Command-line flags that override the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
@@ -127,9 +194,20 @@ pub struct Overrides {
     pub model: Option<String>,
     pub models_dir: Option<PathBuf>,
     pub usb_mount_parent: Option<PathBuf>,
+    pub dicom_listen: Option<SocketAddr>,
+    pub ae_title: Option<String>,
+    /// `AE_TITLE@HOST:PORT`.
+    pub pacs: Option<String>,
 }
 
 impl Config {
+    /// The folders watched as inboxes: the configured ones, and the DICOM node's received folder
+    /// when it listens.
+    pub fn watched_inboxes(&self) -> Vec<PathBuf> {
+        let received = self.dicom.listen.map(|_| self.dicom.received.clone());
+        self.inboxes.iter().cloned().chain(received).collect()
+    }
+
     /// Reads `path`, or the system config when it exists, or the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let path = match path {
@@ -172,18 +250,32 @@ impl Config {
         if o.usb_mount_parent.is_some() {
             self.usb_mount_parent = o.usb_mount_parent;
         }
+        if o.dicom_listen.is_some() {
+            self.dicom.listen = o.dicom_listen;
+        }
+        if let Some(t) = o.ae_title {
+            self.dicom.ae_title = t;
+        }
+        if let Some(p) = o.pacs {
+            let peer: crate::dicom_net::scu::Peer = p.parse().map_err(ConfigError::Inconsistent)?;
+            (self.pacs.ae_title, self.pacs.host, self.pacs.port) =
+                (peer.ae_title, Some(peer.host), peer.port);
+        }
         self.validate()?;
         Ok(self)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Inconsistent(m));
-        if self.inboxes.is_empty() && self.usb_mount_parent.is_none() {
-            return bad("nothing to watch: set at least one inbox or usb_mount_parent".into());
+        let inboxes = self.watched_inboxes();
+        if inboxes.is_empty() && self.usb_mount_parent.is_none() {
+            return bad(
+                "nothing to watch: set at least one inbox, usb_mount_parent or dicom.listen".into(),
+            );
         }
         // Results inside a watched folder would come back as inputs.
         let results = absolute(&self.results);
-        for watched in self.inboxes.iter().chain(&self.usb_mount_parent) {
+        for watched in inboxes.iter().chain(&self.usb_mount_parent) {
             let w = absolute(watched);
             if results.starts_with(&w) || w.starts_with(&results) {
                 return bad(format!(
@@ -201,6 +293,21 @@ impl Config {
                 "the web console listens on {}, beyond this machine: set web.token (at least 4 characters) in the config",
                 self.web.listen
             ));
+        }
+        crate::dicom_net::scu::check_ae_title(&self.dicom.ae_title)
+            .or_else(|e| bad(format!("dicom.ae_title: {e}")))?;
+        for t in &self.dicom.allowed_calling_ae_titles {
+            crate::dicom_net::scu::check_ae_title(t)
+                .or_else(|e| bad(format!("dicom.allowed_calling_ae_titles: {e}")))?;
+        }
+        if let Some(peer) = self.pacs.peer() {
+            peer.check().or_else(|e| bad(format!("pacs: {e}")))?;
+            if self.pacs.retry_min_s == 0 || self.pacs.retry_max_s < self.pacs.retry_min_s {
+                return bad(format!(
+                    "pacs.retry_min_s = {}, pacs.retry_max_s = {}: use at least 1 second, and a maximum no shorter than the minimum",
+                    self.pacs.retry_min_s, self.pacs.retry_max_s
+                ));
+            }
         }
         if !(self.oa_target_sensitivity > 0.0 && self.oa_target_sensitivity <= 1.0) {
             return bad(format!(
@@ -316,6 +423,41 @@ mod tests {
         }
         let c = Config::parse("max_file_mb = 4096\n[web]\nmax_upload_mb = 4096").unwrap();
         assert!(c.with_overrides(Overrides::default()).is_ok());
+    }
+
+    #[test]
+    fn the_dicom_flags_set_the_node_and_the_pacs() {
+        let o = Overrides {
+            dicom_listen: Some("0.0.0.0:11112".parse().unwrap()),
+            ae_title: Some("KNEE_VAN_2".into()),
+            pacs: Some("PACS1@10.1.2.3:104".into()),
+            ..Default::default()
+        };
+        let c = Config::parse("").unwrap().with_overrides(o).unwrap();
+        assert_eq!(c.dicom.ae_title, "KNEE_VAN_2");
+        let peer = c.pacs.peer().unwrap();
+        assert_eq!(peer.to_string(), "PACS1@10.1.2.3:104");
+        assert!(
+            c.watched_inboxes().contains(&c.dicom.received),
+            "received images are watched"
+        );
+        for (flag, value) in [("ae_title", "A\\B"), ("pacs", "no-port@host")] {
+            let mut o = Overrides::default();
+            match flag {
+                "ae_title" => o.ae_title = Some(value.into()),
+                _ => o.pacs = Some(value.into()),
+            }
+            assert!(
+                Config::parse("").unwrap().with_overrides(o).is_err(),
+                "{flag} {value}"
+            );
+        }
+        let inside = "results = \"/d/results\"\n[dicom]\nlisten = \"0.0.0.0:11112\"\nreceived = \"/d/results/received\"\n";
+        let e = Config::parse(inside)
+            .unwrap()
+            .with_overrides(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("must not be inside"), "{e}");
     }
 
     #[test]

@@ -7,8 +7,10 @@ pub mod appliance; // the appliance: events → pipeline → store → panel and
 pub mod calibration; // site calibration: a linear head refitted to a clinic's own graded knees
 pub mod cli; // command-line arguments and commands
 pub mod config; // the appliance settings (TOML + flags)
+pub mod dicom_net; // the DICOM network node: storage SCP (receive), store SCU (send)
 pub mod hw; // panels (virtual; SPI and framebuffer on the Pi), button events
 pub mod ingest; // inbox/USB watching, complete-file detection
+pub mod pacs; // results to the clinic's PACS: outbox, Structured Report, Secondary Capture
 pub mod pipeline; // one image: read → decode → preprocess → model → Grad-CAM → record
 pub mod record; // the JSON schema of a result
 pub mod store; // results folder, atomic writes, journal

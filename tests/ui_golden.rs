@@ -151,6 +151,7 @@ fn status_info() -> StatusInfo {
         free_disk_bytes: Some(150_000_000),
         processed: 41,
         rejected: 3,
+        ..StatusInfo::default()
     }
 }
 
@@ -512,6 +513,40 @@ fn odd_sizes_and_odd_data_draw_without_panicking_or_overflowing() {
         }
     }
     rendered(&ViewState::default(), (0, 0), None);
+}
+
+/// With a DICOM node and a PACS configured, the status view adds their rows; without, it is the
+/// golden one.
+#[test]
+fn the_status_view_shows_the_dicom_node_and_the_outbox_when_configured() {
+    let plain = ViewState {
+        view: View::Status,
+        status: StatusInfo {
+            watched: vec!["/srv/kneescreen/inbox".into()],
+            last_error: None,
+            ..status_info()
+        },
+        ..ViewState::default()
+    };
+    let mut networked = plain.clone();
+    networked.status.dicom = Some(kneescreen::dicom_net::NodeActivity {
+        listening: Some("KNEESCREEN on port 11112".into()),
+        received: 12,
+        ..Default::default()
+    });
+    let mut with_outbox = networked.clone();
+    with_outbox.status.outbox = Some(kneescreen::pacs::outbox::OutboxStatus {
+        pacs: "ORTHANC@10.0.0.5:4242".into(),
+        pending: 3,
+        sent: 40,
+        last_error: Some("the PACS cannot be reached".into()),
+    });
+    let frames: Vec<Vec<u8>> = [&plain, &networked, &with_outbox]
+        .iter()
+        .map(|s| rendered(s, (320, 240), None).to_rgb_image().into_raw())
+        .collect();
+    assert_ne!(frames[0], frames[1], "the DICOM row is drawn");
+    assert_ne!(frames[1], frames[2], "the PACS row is drawn");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use crate::appliance::events::{lock, BetweenThreads, Done, Event};
 use crate::calibration::{self, heads, site_grades};
 use crate::config::Config;
 use crate::hw::{ButtonEvent, Panel};
+use crate::pacs::outbox::Outbox;
 use crate::pipeline::decode::dicom::identity::{self, PatientIdentity};
 use crate::pipeline::decode::limits::Limits;
 use crate::pipeline::digest::sha256_hex;
@@ -47,6 +49,8 @@ pub struct App<P: Panel> {
     /// The appliance's own newest problem (results not written, model failed); shown before the
     /// watcher's.
     error: Option<String>,
+    /// Where graded DICOM studies are queued for the PACS, and what wakes its sender.
+    outbox: Option<(Outbox, Sender<()>)>,
 }
 
 impl<P: Panel> App<P>
@@ -84,9 +88,16 @@ where
             limits,
             retries: Vec::new(),
             error: None,
+            outbox: None,
         };
+        app.refresh_status();
         app.show();
         Ok(app)
+    }
+
+    /// Queues every graded DICOM study from now on in `outbox` for the PACS, and wakes its sender.
+    pub fn send_results_to(&mut self, outbox: Outbox, wake: Sender<()>) {
+        self.outbox = Some((outbox, wake));
     }
 
     /// Reacts to one event. Returns false when the loop should end (`--exit-when-idle`).
@@ -353,8 +364,11 @@ where
         path: Option<&Path>,
     ) -> Done {
         self.state.busy = None;
-        let written =
-            results_dir::write_analysis(&self.config.results, &stem, &analysis).and_then(|_| {
+        // Queued for the PACS before the journal entry: a stop in between grades the input
+        // again and finds it queued, instead of leaving it out of the outbox.
+        let written = results_dir::write_analysis(&self.config.results, &stem, &analysis)
+            .map(|_| self.queue_for_pacs(&analysis.record, &stem, path))
+            .and_then(|_| {
                 self.journal.append(Entry::new(
                     key,
                     source.to_string(),
@@ -398,6 +412,29 @@ where
         Ok((stem, record))
     }
 
+    /// Queues a graded DICOM study for the PACS (when one is configured). Its source is the input
+    /// file, or the kept copy of an upload.
+    fn queue_for_pacs(&mut self, record: &Record, stem: &str, path: Option<&Path>) {
+        let Some((outbox, wake)) = &self.outbox else {
+            return;
+        };
+        if record.grading().is_none_or(|g| g.dicom.is_none()) {
+            return;
+        }
+        let source = path.map_or_else(
+            || results_dir::upload_path(&self.config.results, stem),
+            Path::to_path_buf,
+        );
+        match outbox.enqueue(stem, &source) {
+            Ok(_) => {
+                let _ = wake.send(());
+            }
+            Err(e) => self.fail(format!(
+                "{stem} cannot be queued for the PACS: {e} (it stays in the results folder)"
+            )),
+        }
+    }
+
     /// An input file that could not be finished is tried again after `RETRY_AFTER` (uploads are
     /// not: the console has told the client).
     fn retry_later(&mut self, path: Option<&Path>) {
@@ -427,7 +464,10 @@ where
         self.state.status.queue = shared.watcher_pending + self.retries.len();
         self.state.status.last_error = (self.error.clone())
             .or(shared.button_error.clone())
-            .or(shared.watcher_error.clone());
+            .or(shared.watcher_error.clone())
+            .or(shared.outbox.as_ref().and_then(|o| o.last_error.clone()));
+        self.state.status.dicom = shared.dicom.as_ref().map(|a| lock(a).clone());
+        self.state.status.outbox = shared.outbox.clone();
         drop(shared);
         self.state.status.free_disk_bytes = free_disk_bytes(&self.config.results);
     }
@@ -470,6 +510,8 @@ fn status_changed(a: &StatusInfo, b: &StatusInfo) -> bool {
     a.queue != b.queue
         || a.watched != b.watched
         || a.last_error != b.last_error
+        || a.dicom != b.dicom
+        || a.outbox != b.outbox
         || a.free_disk_bytes.map(|v| v >> 20) != b.free_disk_bytes.map(|v| v >> 20)
 }
 

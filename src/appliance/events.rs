@@ -4,9 +4,11 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::dicom_net::NodeActivity;
 use crate::hw::ButtonEvent;
+use crate::pacs::outbox::OutboxStatus;
 use crate::pipeline::decode::dicom::identity::PatientIdentity;
 use crate::record::Record;
 use crate::ui::StatusInfo;
@@ -59,6 +61,10 @@ pub struct BetweenThreads {
     /// Patient identity of recent DICOM studies by result stem, newest last; only filled when
     /// the configuration shows identity, and only ever held in memory.
     pub patients: VecDeque<(String, PatientIdentity)>,
+    /// The DICOM node's activity, written by its association threads (when it listens).
+    pub dicom: Option<Arc<Mutex<NodeActivity>>>,
+    /// The outbox as the sender last saw it (when a PACS is configured).
+    pub outbox: Option<OutboxStatus>,
 }
 
 /// The data behind `mutex`, also after a thread panicked while holding it (the appliance goes on

@@ -4,6 +4,7 @@
 
 pub mod app; // the state machine: events → pipeline → results folder and journal → panel
 pub mod console; // the web console's adapter over the loop and the results folder
+pub mod dicom_node; // the storage SCP and the outbox sender threads
 pub mod events; // what the threads send the loop, and what the loop publishes
 pub mod watch; // the watcher's thread
 
@@ -66,6 +67,8 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     let panel = crate::hw::open_panel(&config.panel, Some(config.results.join("panel.png")))?;
     let _watcher = spawn_watcher(&config, tx.clone(), shared.clone());
+    dicom_node::start_scp(&config, &shared)?;
+    let sender = dicom_node::start_sender(&config, &shared)?;
     if let Some(line) = &config.button.line {
         let ms = Duration::from_millis;
         let button = crate::hw::spawn_gpio_button(
@@ -107,7 +110,7 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
     eprintln!(
         "kneescreen: watching {}; results in {}",
         config
-            .inboxes
+            .watched_inboxes()
             .iter()
             .chain(&config.usb_mount_parent)
             .map(|p| p.display().to_string())
@@ -116,6 +119,9 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
         config.results.display()
     );
     let mut app = App::new(config, classifier, panel, shared)?;
+    if let Some((outbox, wake)) = sender {
+        app.send_results_to(outbox, wake);
+    }
     run_loop(&mut app, rx, exit_when_idle);
     // A batch run reports what it could not finish; a stopped service has nothing to report.
     anyhow::ensure!(

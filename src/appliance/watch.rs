@@ -17,7 +17,7 @@ pub fn spawn_watcher(
 ) -> std::thread::JoinHandle<()> {
     let settle = Duration::from_millis(config.settle_ms);
     let mut watcher = Watcher::new(
-        config.inboxes.clone(),
+        config.watched_inboxes(),
         config.usb_mount_parent.clone(),
         settle,
     );

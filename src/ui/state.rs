@@ -109,6 +109,12 @@ pub struct StatusInfo {
     pub free_disk_bytes: Option<u64>,
     pub processed: u64,
     pub rejected: u64,
+    /// The DICOM node, when it listens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<crate::dicom_net::NodeActivity>,
+    /// The outbox to the PACS, when one is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<crate::pacs::outbox::OutboxStatus>,
 }
 
 /// Everything a frame depends on: rendering the same state always draws the same pixels.

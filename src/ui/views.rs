@@ -479,13 +479,26 @@ pub fn status<D: DrawTarget<Color = Rgb565>>(
         Some(b) => (bytes(b), colour::TEXT),
         None => ("unknown".to_string(), colour::WARN),
     };
-    let rows = [
+    let mut rows = vec![
         ("Model", model.to_string(), colour::TEXT),
         ("Queue", format!("{} waiting", st.queue), colour::TEXT),
         ("Processed", st.processed.to_string(), colour::TEXT),
         ("Rejected", st.rejected.to_string(), colour::TEXT),
         ("Free disk", disk, disk_colour),
     ];
+    if let Some(node) = &st.dicom {
+        let listening = node.listening.as_deref().unwrap_or("not listening");
+        let line = format!("{listening}, {} received", node.received);
+        rows.push(("DICOM", line, colour::TEXT));
+    }
+    if let Some(outbox) = &st.outbox {
+        let line = format!("{} waiting, {} sent", outbox.pending, outbox.sent);
+        let c = match outbox.last_error {
+            Some(_) => colour::WARN,
+            None => colour::TEXT,
+        };
+        rows.push(("PACS", line, c));
+    }
     for (key, value, c) in rows {
         key_value(s, &mut rest, key, &value, c)?;
     }

@@ -63,6 +63,23 @@ pub fn read_patient_identity(bytes: &[u8], limits: &Limits) -> Option<PatientIde
     (identity != PatientIdentity::default()).then_some(identity)
 }
 
+/// The elements `wanted` (patient and study attributes, identity among them) as the file holds
+/// them, for results sent back into the patient's study in the PACS (`pacs`), at send time only;
+/// `None` when the file is not DICOM that [`decode_dicom`] accepts the structure of.
+pub fn read_elements(
+    bytes: &[u8],
+    limits: &Limits,
+    wanted: impl IntoIterator<Item = dicom_core::Tag>,
+) -> Option<Vec<dicom_object::mem::InMemElement>> {
+    let (_, _, obj) = open(bytes, limits).ok()?;
+    Some(
+        wanted
+            .into_iter()
+            .filter_map(|t| obj.get(t).cloned())
+            .collect(),
+    )
+}
+
 /// "DOE^JANE^M^^" → "DOE, JANE M" (the first, alphabetic, component group of a PN value).
 pub fn person_name(pn: &str) -> String {
     let alphabetic = pn.split('=').next().unwrap_or(pn);

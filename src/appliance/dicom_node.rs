@@ -1,0 +1,80 @@
+//! The DICOM network threads of the appliance: the storage SCP that scanners send to (its
+//! received folder is one of the watched inboxes), and the sender that empties the outbox into
+//! the PACS. Both only report to the status; neither touches the loop's state.
+
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::appliance::events::{lock, BetweenThreads};
+use crate::config::Config;
+use crate::dicom_net::scp::{self, ScpSettings};
+use crate::dicom_net::{scu, NodeActivity};
+use crate::pacs::outbox::Outbox;
+use crate::pacs::{self, PacsSettings};
+use crate::pipeline::decode::limits::Limits;
+
+/// How often the sender looks at the outbox when nothing wakes it.
+const SENDER_TICK: Duration = Duration::from_secs(1);
+
+/// Starts the storage SCP when the configuration asks for it; its activity goes to `shared`.
+pub fn start_scp(config: &Config, shared: &Arc<Mutex<BetweenThreads>>) -> anyhow::Result<()> {
+    let Some(listen) = config.dicom.listen else {
+        return Ok(());
+    };
+    let activity = Arc::new(Mutex::new(NodeActivity::default()));
+    let settings = ScpSettings {
+        ae_title: config.dicom.ae_title.clone(),
+        allowed_callers: config.dicom.allowed_calling_ae_titles.clone(),
+        received_dir: config.dicom.received.clone(),
+        max_data_set_bytes: (config.max_file_mb << 20) as usize,
+    };
+    let scp = scp::serve(listen, settings, activity.clone()).map_err(|e| {
+        anyhow::anyhow!("the DICOM node cannot listen on {listen}: {e} (is another DICOM program using the port?)")
+    })?;
+    eprintln!(
+        "kneescreen: DICOM node {} on {}; received images kept in {}",
+        config.dicom.ae_title,
+        scp.addr,
+        config.dicom.received.display()
+    );
+    lock(shared).dicom = Some(activity);
+    Ok(())
+}
+
+/// Starts the sender when a PACS is configured. Returns what wakes it (a study was queued).
+pub fn start_sender(
+    config: &Config,
+    shared: &Arc<Mutex<BetweenThreads>>,
+) -> anyhow::Result<Option<(Outbox, Sender<()>)>> {
+    let Some(peer) = config.pacs.peer() else {
+        return Ok(None);
+    };
+    let outbox = Outbox::open(&config.results)?;
+    let settings = PacsSettings {
+        peer,
+        calling_ae_title: config.dicom.ae_title.clone(),
+        retry_min: Duration::from_secs(config.pacs.retry_min_s),
+        retry_max: Duration::from_secs(config.pacs.retry_max_s),
+        results: config.results.clone(),
+        limits: Limits {
+            max_file_bytes: config.max_file_mb << 20,
+            ..Limits::default()
+        },
+    };
+    eprintln!("kneescreen: results go to the PACS {}", settings.peer);
+    let (wake, woken) = mpsc::channel();
+    let (shared, box_) = (shared.clone(), outbox.clone());
+    std::thread::spawn(move || loop {
+        let status = pacs::deliver_due(&settings, &box_, &mut |objects, confirmed| {
+            scu::send(&settings.peer, &settings.calling_ae_title, objects, |uid| {
+                confirmed(uid)
+            })
+        });
+        lock(&shared).outbox = Some(status);
+        if let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(SENDER_TICK) {
+            return; // the appliance has stopped
+        }
+    });
+    Ok(Some((outbox, wake)))
+}
