@@ -93,5 +93,49 @@ KNEESCREEN_URL="$url" CHROMIUM="$chromium_bin" E2E_OUT="${E2E_OUT:-$root/tests/e
 if [[ $status -ne 0 ]]; then
     echo "e2e: FAILED; the appliance said:" >&2
     tail -n 40 "$tmp/server.log" >&2
+    exit "$status"
+fi
+kill "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+
+# The console beyond loopback: TLS with the certificate made on the first start (kept beside the
+# results folder), a PIN, and the browser trusting exactly that certificate.
+port="$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')"
+mkdir -p "$tmp/tls/results" "$tmp/tls/inbox"
+cat >"$tmp/tls/kneescreen.toml" <<TOML
+inboxes = ["$tmp/tls/inbox"]
+results = "$tmp/tls/results"
+usb_mount_parent = "$tmp/usb"
+[web]
+listen = "0.0.0.0:$port"
+token = "2468"
+TOML
+echo "e2e: $bin run --config $tmp/tls/kneescreen.toml (console beyond loopback)"
+# shellcheck disable=SC2086 # word splitting is the point
+"$bin" run --config "$tmp/tls/kneescreen.toml" --panel virtual ${KNEESCREEN_RUN_ARGS:-} >"$tmp/tls.log" 2>&1 &
+server_pid=$!
+fingerprint=""
+for _ in $(seq 600); do
+    fingerprint="$(sed -n 's/.*web console on https:.*fingerprint \([0-9A-F:]*\)).*/\1/p' "$tmp/tls.log")"
+    [[ -n "$fingerprint" ]] && break
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+        echo "e2e: kneescreen run (TLS) exited:" >&2
+        cat "$tmp/tls.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+if [[ -z "$fingerprint" ]]; then
+    echo "e2e: no https console after 60 s" >&2
+    cat "$tmp/tls.log" >&2
+    exit 1
+fi
+echo "e2e: appliance listening on https://127.0.0.1:$port, certificate SHA-256 $fingerprint"
+KNEESCREEN_HTTPS_URL="https://127.0.0.1:$port" KNEESCREEN_CERT="$tmp/tls/console-tls/console-cert.pem" \
+    KNEESCREEN_FINGERPRINT="$fingerprint" KNEESCREEN_PIN=2468 CHROMIUM="$chromium_bin" \
+    node --test --test-reporter=spec tests/e2e/https.test.mjs || status=$?
+if [[ $status -ne 0 ]]; then
+    echo "e2e: FAILED (https); the appliance said:" >&2
+    tail -n 40 "$tmp/tls.log" >&2
 fi
 exit "$status"

@@ -110,6 +110,12 @@ pub struct WebSettings {
     /// Access token / PIN; required when `listen` is not a loopback address.
     pub token: Option<String>,
     pub max_upload_mb: u64,
+    /// The clinic's certificate (PEM, chain first) and its private key for the console's TLS;
+    /// without them a self-signed certificate is made on the first start and kept in
+    /// `<data folder>/console-tls/` (the folder holding `results`). TLS is used whenever the
+    /// console listens beyond this machine; on loopback it speaks plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for WebSettings {
@@ -119,6 +125,8 @@ impl Default for WebSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             max_upload_mb: 50,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -201,6 +209,23 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Where the console's certificate comes from: the configured files, or the self-signed one
+    /// kept beside the results folder.
+    pub fn console_certificate(&self) -> crate::web::tls::CertificateSource {
+        match (&self.web.tls_cert, &self.web.tls_key) {
+            (Some(cert), Some(key)) => crate::web::tls::CertificateSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => {
+                let data = self.results.parent().filter(|p| !p.as_os_str().is_empty());
+                crate::web::tls::CertificateSource::SelfSigned {
+                    dir: data.unwrap_or(Path::new(".")).join("console-tls"),
+                }
+            }
+        }
+    }
+
     /// The folders watched as inboxes: the configured ones, and the DICOM node's received folder
     /// when it listens.
     pub fn watched_inboxes(&self) -> Vec<PathBuf> {
@@ -293,6 +318,9 @@ impl Config {
                 "the web console listens on {}, beyond this machine: set web.token (at least 4 characters) in the config",
                 self.web.listen
             ));
+        }
+        if self.web.tls_cert.is_some() != self.web.tls_key.is_some() {
+            return bad("web.tls_cert and web.tls_key go together: set both, or neither for a self-signed certificate".into());
         }
         crate::dicom_net::scu::check_ae_title(&self.dicom.ae_title)
             .or_else(|e| bad(format!("dicom.ae_title: {e}")))?;

@@ -7,6 +7,7 @@ mod appliance;
 mod calibration;
 mod cam_golden;
 mod cli_analyze;
+mod console_tls;
 mod decode;
 mod dicom;
 mod dicom_network;

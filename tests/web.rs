@@ -555,6 +555,43 @@ fn refuses_to_listen_beyond_loopback_without_a_token() {
     assert!(serve(cfg, fake).is_err(), "a blank token is no token");
 }
 
+/// Beyond loopback the console speaks TLS or does not start; on loopback it stays plain HTTP.
+#[test]
+fn beyond_loopback_the_console_needs_tls() {
+    let fake: Arc<dyn Console> = Arc::new(Fake::default());
+    let cfg = WebConfig {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        token: Some("2468".into()),
+        ..WebConfig::default()
+    };
+    let e = serve(cfg.clone(), fake.clone())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("without TLS"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let tls = kneescreen::web::tls::CertificateSource::SelfSigned {
+        dir: dir.path().to_path_buf(),
+    };
+    let server = serve(
+        WebConfig {
+            tls: Some(tls.clone()),
+            ..cfg
+        },
+        fake.clone(),
+    )
+    .unwrap();
+    assert!(server.url().starts_with("https://"), "{}", server.url());
+    assert_eq!(server.fingerprint.as_ref().unwrap().len(), 95);
+    let local = WebConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(tls),
+        ..WebConfig::default()
+    };
+    let server = serve(local, fake).unwrap();
+    assert!(server.url().starts_with("http://") && server.fingerprint.is_none());
+}
+
 #[test]
 fn cross_site_posts_are_403() {
     let (server, fake) = start(|_| {});

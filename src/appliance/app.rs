@@ -468,6 +468,7 @@ where
             .or(shared.outbox.as_ref().and_then(|o| o.last_error.clone()));
         self.state.status.dicom = shared.dicom.as_ref().map(|a| lock(a).clone());
         self.state.status.outbox = shared.outbox.clone();
+        self.state.status.console_certificate = shared.console_certificate.clone();
         drop(shared);
         self.state.status.free_disk_bytes = free_disk_bytes(&self.config.results);
     }

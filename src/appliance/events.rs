@@ -63,6 +63,8 @@ pub struct BetweenThreads {
     pub patients: VecDeque<(String, PatientIdentity)>,
     /// The DICOM node's activity, written by its association threads (when it listens).
     pub dicom: Option<Arc<Mutex<NodeActivity>>>,
+    /// The console's certificate fingerprint, when it speaks TLS.
+    pub console_certificate: Option<String>,
     /// The outbox as the sender last saw it (when a PACS is configured).
     pub outbox: Option<OutboxStatus>,
 }

@@ -99,10 +99,18 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
                 listen: config.web.listen,
                 token: config.web.token.clone(),
                 max_upload_bytes: config.web.max_upload_mb << 20,
+                tls: Some(config.console_certificate()),
                 ..WebConfig::default()
             };
             let server = crate::web::serve(web_config, Arc::new(console))?;
-            eprintln!("kneescreen: web console on http://{}", server.addr);
+            match &server.fingerprint {
+                Some(fp) => eprintln!(
+                    "kneescreen: web console on {} (TLS certificate SHA-256 fingerprint {fp})",
+                    server.url()
+                ),
+                None => eprintln!("kneescreen: web console on {}", server.url()),
+            }
+            lock(&shared).console_certificate = server.fingerprint.clone();
             Some(server)
         }
         false => None,

@@ -112,6 +112,10 @@ pub struct StatusInfo {
     /// The DICOM node, when it listens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dicom: Option<crate::dicom_net::NodeActivity>,
+    /// The web console's certificate fingerprint (SHA-256), when it speaks TLS: a technician
+    /// compares it with what the browser shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_certificate: Option<String>,
     /// The outbox to the PACS, when one is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outbox: Option<crate::pacs::outbox::OutboxStatus>,

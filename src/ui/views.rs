@@ -502,6 +502,12 @@ pub fn status<D: DrawTarget<Color = Rgb565>>(
     for (key, value, c) in rows {
         key_value(s, &mut rest, key, &value, c)?;
     }
+    if let Some(fingerprint) = &st.console_certificate {
+        let text = format!("Console certificate SHA-256: {fingerprint}");
+        let lines = s.wrap(&text, Font::Body, rest.w, 5);
+        let area = rest.take_top(s.height(&lines));
+        s.draw_lines(area, &lines, colour::TEXT, Align::Left)?;
+    }
 
     if st.watched.is_empty() {
         let none = "nothing (check the configuration)";

@@ -150,15 +150,18 @@ impl Auth {
 }
 
 /// The `Set-Cookie` value for a new session: not readable by scripts, never sent cross-site.
-pub fn session_cookie(id: &str) -> String {
+/// The session cookie; `secure` (over TLS) keeps browsers from ever sending it in clear.
+pub fn session_cookie(id: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_LIFETIME.as_secs()
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        SESSION_LIFETIME.as_secs(),
+        if secure { "; Secure" } else { "" }
     )
 }
 
-pub fn cleared_cookie() -> String {
-    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+pub fn cleared_cookie(secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
 fn cookie<'r>(req: &'r Request, name: &str) -> Option<&'r str> {

@@ -14,6 +14,56 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A connection: plain TCP (loopback), or TLS over TCP (the console beyond this machine).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Stream {
+    /// The TCP socket underneath (timeouts, shutdown).
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Ends the connection: a TLS close notification first, then the socket.
+    fn close(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+        let _ = self.tcp().shutdown(Shutdown::Both);
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// Request line plus headers; browsers send 1–3 KiB, cookies included.
 const MAX_HEAD_BYTES: u64 = 16 * 1024;
 const MAX_HEADERS: usize = 64;
@@ -75,7 +125,7 @@ impl Request<'_> {
 }
 
 struct Body<'a> {
-    reader: &'a mut BufReader<TcpStream>,
+    reader: &'a mut BufReader<Stream>,
     length: u64,
     read: u64,
     expect_continue: bool,
@@ -177,23 +227,28 @@ pub struct Server {
 
 struct Shared {
     handler: Box<Handler>,
+    /// TLS for every connection when set.
+    tls: Option<Arc<rustls::ServerConfig>>,
     error_page: ErrorPage,
     stopping: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<(u64, TcpStream)>>>,
     count: AtomicUsize,
 }
 
-/// Starts accepting on `listener`: one thread accepts, one thread per connection answers.
+/// Starts accepting on `listener`: one thread accepts, one thread per connection answers; with
+/// `tls`, every connection speaks TLS (a client speaking plain HTTP gets no answer).
 pub fn start(
     listener: TcpListener,
     handler: Box<Handler>,
     error_page: ErrorPage,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> io::Result<Server> {
     let addr = listener.local_addr()?;
     let stopping = Arc::new(AtomicBool::new(false));
     let open = Arc::new(Mutex::new(Vec::new()));
     let shared = Arc::new(Shared {
         handler,
+        tls,
         error_page,
         stopping: stopping.clone(),
         open: open.clone(),
@@ -260,7 +315,9 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         if shared.count.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let resp = (shared.error_page)(503, "too many open connections; try again shortly");
-            let _ = write_response(&stream, resp, false, true);
+            if shared.tls.is_none() {
+                let _ = write_response(&mut &stream, resp, false, true);
+            }
             continue;
         }
         next_id += 1;
@@ -304,30 +361,36 @@ struct Head {
 
 fn serve_connection(stream: TcpStream, shared: &Shared) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
+    let stream = match &shared.tls {
+        Some(config) => match rustls::ServerConnection::new(config.clone()) {
+            Ok(conn) => Stream::Tls(Box::new(rustls::StreamOwned::new(conn, stream))),
+            Err(_) => return,
+        },
+        None => Stream::Plain(stream),
     };
-    let mut reader = BufReader::with_capacity(16 * 1024, read_half);
+    let mut reader = BufReader::with_capacity(16 * 1024, stream);
     loop {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+        let _ = reader.get_ref().tcp().set_read_timeout(Some(IDLE_TIMEOUT));
         let head = match read_head(&mut reader) {
             Ok(h) => h,
             Err(HeadError::Gone) => return,
             Err(HeadError::Bad(status, msg)) => {
-                let _ = write_response(&stream, (shared.error_page)(status, msg), false, true);
-                linger(&stream, &mut reader);
+                let page = (shared.error_page)(status, msg);
+                let _ = write_response(reader.get_mut(), page, false, true);
+                linger(&mut reader);
                 return;
             }
         };
-        let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+        let _ = reader.get_ref().tcp().set_read_timeout(Some(READ_TIMEOUT));
         let length = match body_length(&head.headers) {
             Ok(n) => n,
             Err((status, msg)) => {
-                let _ = write_response(&stream, (shared.error_page)(status, msg), false, true);
-                linger(&stream, &mut reader);
+                let page = (shared.error_page)(status, msg);
+                let _ = write_response(reader.get_mut(), page, false, true);
+                linger(&mut reader);
                 return;
             }
         };
@@ -365,14 +428,14 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         } else if unread > 0 {
             close = true;
         }
-        if write_response(&stream, response, is_head, close).is_err() {
+        if write_response(reader.get_mut(), response, is_head, close).is_err() {
             return;
         }
         if close {
             if unread > 0 && !never_sent {
-                linger(&stream, &mut reader);
+                linger(&mut reader);
             }
-            let _ = stream.shutdown(Shutdown::Both);
+            reader.get_mut().close();
             return;
         }
     }
@@ -380,7 +443,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
 
 /// Reads what a client still sends after the answer (up to a few seconds and megabytes), so
 /// the close that follows does not reset the connection before the answer is read.
-fn linger(stream: &TcpStream, reader: &mut BufReader<TcpStream>) {
+fn linger(reader: &mut BufReader<Stream>) {
+    if let Stream::Tls(s) = reader.get_mut() {
+        s.conn.send_close_notify();
+        let _ = s.flush();
+    }
+    let stream = reader.get_ref().tcp();
     let _ = stream.shutdown(Shutdown::Write);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
     let start = Instant::now();
@@ -410,7 +478,7 @@ fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
 
 /// Reads one line of the head, counting it against the head's byte budget.
 fn read_line(
-    reader: &mut BufReader<TcpStream>,
+    reader: &mut BufReader<Stream>,
     budget: &mut u64,
     first: bool,
 ) -> Result<String, HeadError> {
@@ -450,7 +518,7 @@ fn read_line(
     String::from_utf8(line).map_err(|_| HeadError::Bad(400, "the request head is not valid text"))
 }
 
-fn read_head(reader: &mut BufReader<TcpStream>) -> Result<Head, HeadError> {
+fn read_head(reader: &mut BufReader<Stream>) -> Result<Head, HeadError> {
     let mut budget = MAX_HEAD_BYTES;
     let mut line = read_line(reader, &mut budget, true)?;
     // RFC 9112 §2.2: ignore at least one empty line before the request line.
@@ -538,7 +606,7 @@ fn body_length(headers: &[(String, String)]) -> Result<u64, (u16, &'static str)>
 }
 
 fn write_response(
-    mut stream: &TcpStream,
+    stream: &mut impl Write,
     mut response: Response,
     head_only: bool,
     close: bool,

@@ -28,6 +28,7 @@
 mod auth;
 mod http;
 pub mod multipart;
+pub mod tls; // the console's certificate: the clinic's, or self-signed and kept
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
@@ -86,6 +87,9 @@ pub struct WebConfig {
     pub max_upload_bytes: u64,
     /// Uploads analysed at once; more get 503.
     pub max_concurrent_uploads: usize,
+    /// The certificate for TLS; required when `listen` is not a loopback address (patient data
+    /// never crosses a network in clear), unused on loopback.
+    pub tls: Option<tls::CertificateSource>,
 }
 
 impl Default for WebConfig {
@@ -95,6 +99,7 @@ impl Default for WebConfig {
             token: None,
             max_upload_bytes: 50 * 1024 * 1024,
             max_concurrent_uploads: 2,
+            tls: None,
         }
     }
 }
@@ -111,6 +116,9 @@ pub enum WebError {
     /// The token is blank.
     #[error("the web console's access token is empty: set web.token to a PIN or passphrase")]
     EmptyToken,
+    /// Beyond this machine the console speaks only TLS.
+    #[error("the web console would listen on {0}, beyond this machine, without TLS: give it a certificate")]
+    ExposedWithoutTls(SocketAddr),
     /// The address is taken or not ours.
     #[error("the web console cannot listen on {0}: {1} (is another program using the port?)")]
     Bind(SocketAddr, std::io::Error),
@@ -120,10 +128,22 @@ pub enum WebError {
 pub struct WebServer {
     /// Where it listens (the real port when the configured one was 0).
     pub addr: SocketAddr,
+    /// The certificate's SHA-256 fingerprint when it speaks TLS (`None`: plain HTTP, loopback).
+    pub fingerprint: Option<String>,
     server: http::Server,
 }
 
 impl WebServer {
+    /// The console's address as a URL (`https://` beyond loopback).
+    pub fn url(&self) -> String {
+        let scheme = if self.fingerprint.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
     pub fn stop(self) {
         self.server.stop();
     }
@@ -139,9 +159,15 @@ pub fn serve(cfg: WebConfig, console: Arc<dyn Console>) -> anyhow::Result<WebSer
     if token.is_none() && !cfg.listen.ip().is_loopback() {
         return Err(WebError::ExposedWithoutToken(cfg.listen).into());
     }
+    let certificate = match (&cfg.tls, cfg.listen.ip().is_loopback()) {
+        (_, true) => None,
+        (Some(source), false) => Some(tls::load(source)?),
+        (None, false) => return Err(WebError::ExposedWithoutTls(cfg.listen).into()),
+    };
     let listener = TcpListener::bind(cfg.listen).map_err(|e| WebError::Bind(cfg.listen, e))?;
     let site = Arc::new(Site {
         auth: Auth::new(token),
+        secure: certificate.is_some(),
         console,
         max_upload: cfg.max_upload_bytes,
         max_uploads: cfg.max_concurrent_uploads.max(1),
@@ -151,10 +177,12 @@ pub fn serve(cfg: WebConfig, console: Arc<dyn Console>) -> anyhow::Result<WebSer
         listener,
         Box::new(move |req: &mut Request| site.handle(req)),
         error,
+        certificate.as_ref().map(|c| c.config.clone()),
     )
     .map_err(|e| WebError::Bind(cfg.listen, e))?;
     Ok(WebServer {
         addr: server.addr,
+        fingerprint: certificate.map(|c| c.fingerprint),
         server,
     })
 }
@@ -196,6 +224,8 @@ const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
 
 struct Site {
     auth: Auth,
+    /// Served over TLS: cookies are marked Secure.
+    secure: bool,
     console: Arc<dyn Console>,
     max_upload: u64,
     max_uploads: usize,
@@ -423,7 +453,7 @@ impl Site {
             },
             (Route::Logout, _) => {
                 self.auth.logout(req);
-                redirect("/").with_header("Set-Cookie", auth::cleared_cookie())
+                redirect("/").with_header("Set-Cookie", auth::cleared_cookie(self.secure))
             }
             (Route::Analyze, _) => self.analyze(req),
             (Route::Results, _) => self.results(req),
@@ -461,7 +491,9 @@ impl Site {
         let next = form_value(&body, "next").unwrap_or_default();
         let next = page_path(&next).unwrap_or("/");
         match self.auth.login(&pin) {
-            Ok(id) => redirect(next).with_header("Set-Cookie", auth::session_cookie(&id)),
+            Ok(id) => {
+                redirect(next).with_header("Set-Cookie", auth::session_cookie(&id, self.secure))
+            }
             Err(Verdict::Throttled(secs)) => login_page(
                 429,
                 &format!("Too many wrong PINs: wait {secs} s and try again."),
