@@ -36,7 +36,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/models"
 cp "$bin" "$stage/kneescreen"
-cp models/card.json models/*.onnx "$stage/models/"
+cp models/card.json models/card.json.sig models/*.onnx "$stage/models/"
 cp board/kneescreen.service board/kneescreen-fb.conf board/99-kneescreen-usb.rules "$stage/"
 cp "$config" "$stage/kneescreen.toml"
 cat > "$stage/install.sh" <<'EOF'

@@ -380,6 +380,7 @@ def main():
     }
     (out / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     print(f"wrote {fp32} {int8} {out / 'card.json'}")
+    print("sign the card before shipping it: scripts/sign-models.sh RELEASE_KEY")
 
 
 if __name__ == "__main__":

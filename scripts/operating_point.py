@@ -59,6 +59,7 @@ def main():
             card["models"][variant]["oa_roc"] = roc
             print(f"{variant}: {roc['positives']} OA, {roc['negatives']} not OA, {len(roc['points'])} points")
     card_path.write_text(json.dumps(card, indent=1) + "\n")
+    print(f"{card_path} changed: sign it again (scripts/sign-models.sh RELEASE_KEY)")
     print(f"wrote {card_path}")
 
 

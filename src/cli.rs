@@ -43,6 +43,8 @@ pub enum Command {
     /// Run the appliance: watch inboxes and USB sticks, grade new X-rays, drive the panel and
     /// the web console.
     Run(RunArgs),
+    /// Sign a models folder's card.json with a release key (scripts/sign-models.sh).
+    SignModels(SignArgs),
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +171,21 @@ pub struct CalibrateArgs {
     pub dir: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The private key (PKCS#8 Ed25519), kept outside the repository.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Make a new key in --key first (it must not exist) and print its verifying key.
+    #[arg(long)]
+    pub new_key: bool,
+    /// The signer's name, as records will show it.
+    #[arg(long, default_value = "kneescreen project release key")]
+    pub name: String,
+    /// The models folder (default: the one the appliance would use).
+    pub dir: Option<PathBuf>,
+}
+
 /// Runs a parsed command line and maps the outcome to an exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -178,6 +195,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench(args) => bench_cmd(&args),
         Command::Calibrate(args) => calibrate_cmd(&args),
         Command::Run(args) => run_cmd(args),
+        Command::SignModels(args) => sign_models_cmd(&args),
     };
     match result {
         Ok(code) => code,
@@ -405,6 +423,24 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{}", report.to_text());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sign_models_cmd(args: &SignArgs) -> anyhow::Result<ExitCode> {
+    use crate::pipeline::signature::{self, SigningKey};
+    let key = match args.new_key {
+        true => SigningKey::create(&args.key, &args.name)?,
+        false => SigningKey::load(&args.key, &args.name)?,
+    };
+    let dir = (args.dir.clone()).unwrap_or_else(crate::pipeline::model::default_models_dir);
+    let card = dir.join(crate::pipeline::model::CARD_FILE);
+    key.sign_file(&card)?;
+    println!(
+        "signed {} with {} (verifying key {})",
+        card.display(),
+        args.name,
+        signature::to_hex(&key.trusted().public)
+    );
     Ok(ExitCode::SUCCESS)
 }
 

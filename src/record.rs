@@ -29,6 +29,10 @@ pub struct ModelId {
     /// The head that graded: the shipped one, or the clinic's calibrated site head.
     #[serde(default)]
     pub head: HeadId,
+    /// Who signed the model card (and so the model files it names); none for a model file given
+    /// by path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 /// Which grading head made a result.
@@ -39,6 +43,9 @@ pub struct HeadId {
     /// The site head file's sha256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Who signed the site head (this device's calibration key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 impl Default for HeadId {
@@ -46,6 +53,7 @@ impl Default for HeadId {
         HeadId {
             name: "shipped".into(),
             sha256: None,
+            signer: None,
         }
     }
 }

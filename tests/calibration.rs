@@ -280,6 +280,56 @@ fn a_changed_site_head_is_refused_and_revert_goes_back_to_the_shipped_head() {
     assert_eq!(heads::revert(models.path()).unwrap(), None);
 }
 
+/// A site head is signed with the device's calibration key; the records name it. The same head
+/// on another device (another key), or with its signature gone, is refused with the reason.
+#[test]
+fn a_site_head_is_used_only_on_the_device_that_signed_it() {
+    let here = util::models_copy(|_| {});
+    let shipped = Classifier::load(here.path(), "fp32").unwrap();
+    let (file, sha) = heads::save(here.path(), &random_site_head(&shipped)).unwrap();
+    heads::activate(here.path(), &file, &sha).unwrap();
+    let signer = Classifier::load(here.path(), "fp32")
+        .unwrap()
+        .head_id()
+        .signer;
+    assert!(signer
+        .unwrap()
+        .starts_with("this device's calibration key (key "));
+
+    // The heads folder copied to another device, which has a key of its own.
+    let there = util::models_copy(|_| {});
+    let other = Classifier::load(there.path(), "fp32").unwrap();
+    heads::save(there.path(), &random_site_head(&other)).unwrap(); // makes that device's key
+    for name in [
+        file.clone(),
+        format!("{file}.sig"),
+        site_head::ACTIVE.to_string(),
+    ] {
+        let from = here.path().join(site_head::DIR).join(&name);
+        fs::copy(&from, there.path().join(site_head::DIR).join(&name)).unwrap();
+    }
+    match Classifier::load(there.path(), "fp32") {
+        Err(ModelError::SiteHead(e @ SiteHeadError::NotThisDevice { .. })) => {
+            assert!(
+                e.to_string().contains("key this device does not trust"),
+                "{e}"
+            )
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("another device's head was used"),
+    }
+    // Its signature removed here: refused too.
+    fs::remove_file(here.path().join(site_head::DIR).join(format!("{file}.sig"))).unwrap();
+    let e = Classifier::load(here.path(), "fp32")
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("is not signed") && e.contains("calibrate"),
+        "{e}"
+    );
+}
+
 #[test]
 fn calibrate_end_to_end_refuses_what_it_cannot_use_and_activates_only_on_gain() {
     if util::emulated("calibrate end to end") {

@@ -4,6 +4,7 @@
 
 use crate::support::util;
 
+use std::fs;
 use std::path::Path;
 
 use image::GrayImage;
@@ -223,4 +224,84 @@ fn a_model_file_that_does_not_match_its_card_is_refused() {
         Classifier::load(Path::new("/nonexistent"), "int8"),
         Err(ModelError::CardUnreadable { .. })
     ));
+}
+
+/// The models folder is loaded only with a valid signature of a key compiled in: unsigned,
+/// changed after signing, or signed by someone else, it is refused at start with the reason
+/// (by the library, `analyze` and `run`); records name who signed the model.
+#[test]
+fn only_a_signed_models_folder_is_loaded_and_records_name_the_signer() {
+    let shipped = Classifier::load(&default_models_dir(), "fp32").unwrap();
+    assert!(
+        shipped
+            .signer
+            .as_deref()
+            .unwrap()
+            .starts_with("kneescreen project release key (key 7ed1ea6f"),
+        "{:?}",
+        shipped.signer
+    );
+    let copy = util::models_copy(|_| {});
+    let card = copy.path().join("card.json");
+    let test_signed = Classifier::load(copy.path(), "fp32").unwrap();
+    assert!(test_signed
+        .signer
+        .unwrap()
+        .starts_with("kneescreen test key"));
+
+    let refused = |why: &str| {
+        let e = Classifier::load(copy.path(), "fp32")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains(why), "{why}: {e}");
+        let img = util::temp_dir();
+        let png = img.path().join("k.png");
+        util::write_png(&png, &util::synthetic_knee(224, 224, 3));
+        let dir = copy.path().to_str().unwrap();
+        let out = util::run(&["analyze", "--models-dir", dir, png.to_str().unwrap()]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(util::stderr(&out).contains(why), "{}", util::stderr(&out));
+        let inbox = img.path().join("in");
+        fs::create_dir_all(&inbox).unwrap();
+        let results = img.path().join("r");
+        let out = util::run(&[
+            "run",
+            "--models-dir",
+            dir,
+            "--panel",
+            "virtual",
+            "--exit-when-idle",
+            "--inbox",
+            inbox.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(util::stderr(&out).contains(why), "{}", util::stderr(&out));
+    };
+    // Changed after signing (the card's threshold edited by hand).
+    let text = fs::read_to_string(&card).unwrap();
+    fs::write(
+        &card,
+        text.replacen(
+            "\"refer_below_confidence\":",
+            "\"refer_below_confidence\": 0.01, \"x\":",
+            1,
+        ),
+    )
+    .unwrap();
+    refused("does not match its signature");
+    // Signed by a key this binary does not know.
+    let stranger_dir = util::temp_dir();
+    let stranger = kneescreen::pipeline::signature::SigningKey::create(
+        &stranger_dir.path().join("k.pk8"),
+        "someone",
+    )
+    .unwrap();
+    stranger.sign_file(&card).unwrap();
+    refused("key this device does not trust");
+    // Not signed at all.
+    fs::remove_file(copy.path().join("card.json.sig")).unwrap();
+    refused("is not signed");
 }

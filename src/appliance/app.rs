@@ -500,6 +500,12 @@ where
 /// The classifier the configuration names, with its thread count and OA operating point.
 pub fn load_classifier(config: &Config) -> anyhow::Result<Classifier> {
     let mut classifier = model::load_classifier(config.models_dir.as_deref(), &config.model)?;
+    anyhow::ensure!(
+        classifier.signer.is_some(),
+        "the appliance grades only with signed models: {} is a model file given by path, which no \
+         card signs; name a variant of the card (int8, fp32)",
+        config.model
+    );
     if let Some(threads) = config.inference_threads {
         classifier.set_threads(threads);
     }

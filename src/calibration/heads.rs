@@ -86,6 +86,10 @@ pub fn save(models_dir: &Path, head: &SiteHead) -> Result<(String, String), Site
     }
     let path = dir.join(&name);
     atomic::write_atomic(&path, &bytes).map_err(io_error(&path))?;
+    // Signed with this device's key, so loading knows it was made here.
+    crate::pipeline::signature::device_key(&dir)
+        .and_then(|key| key.sign(&path, &bytes))
+        .map_err(io_error(&path))?;
     Ok((name, sha256_hex(&bytes)))
 }
 

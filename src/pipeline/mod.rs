@@ -16,6 +16,7 @@ pub mod preprocess; // the preprocessing contract (crop60-eqhist-v1), OpenCV-com
 pub mod screening; // the OA call: ROC of P(KL ≥ 2), its area, the threshold for a target sensitivity
 pub mod shape; // numbers whose shape is checked: the error shared by head, Grad-CAM and model
 pub mod sides; // which knee is the patient's right or left
+pub mod signature; // who made a model: Ed25519 signatures of the card and site heads
 pub mod site_head; // a clinic's calibrated linear head: its file, loading the active one
 
 use crate::pipeline::digest::sha256_hex;
@@ -184,6 +185,7 @@ pub fn analyze(
             sha256: classifier.sha256.clone(),
             preprocessing: card.preprocessing.clone(),
             head: classifier.head_id(),
+            signer: classifier.signer.clone(),
         },
         timings_ms: t,
         notice: NOTICE.to_string(),

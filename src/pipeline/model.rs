@@ -13,6 +13,7 @@ use crate::pipeline::cam::{self, CamError, FeatureMap};
 use crate::pipeline::head::Head;
 use crate::pipeline::preprocess::{self, INPUT_SIZE};
 use crate::pipeline::screening::{self, OperatingPoint, Roc, RocError, DEFAULT_TARGET_SENSITIVITY};
+use crate::pipeline::signature;
 use crate::pipeline::site_head::{self, SiteHeadError};
 use crate::record::HeadId;
 
@@ -28,6 +29,9 @@ pub enum ModelError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The card is not signed by a trusted key, or was changed after signing.
+    #[error("{0}")]
+    Signature(#[from] signature::SignatureError),
     /// The card is not valid JSON of the expected shape.
     #[error("the model card {path} is malformed: {source}")]
     CardMalformed {
@@ -137,18 +141,27 @@ pub struct Card {
     pub flip_average: bool,
     pub default: String,
     pub models: std::collections::BTreeMap<String, ModelFile>,
+    /// Who signed the card (checked when it is loaded); not part of the file.
+    #[serde(skip)]
+    pub signer: String,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Card {
+    /// Reads the card, refusing it unless it carries the signature of a key compiled into this
+    /// binary (`signature::project_keys`).
     pub fn load(dir: &Path) -> Result<Card, ModelError> {
         let path = dir.join(CARD_FILE);
         let text = std::fs::read_to_string(&path).map_err(|source| ModelError::CardUnreadable {
             path: path.clone(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| ModelError::CardMalformed { path, source })
+        let signer = signature::verify(&path, text.as_bytes(), &signature::project_keys())?;
+        let mut card: Card = serde_json::from_str(&text)
+            .map_err(|source| ModelError::CardMalformed { path, source })?;
+        card.signer = signer.to_string();
+        Ok(card)
     }
 }
 
@@ -300,6 +313,8 @@ pub struct Classifier {
     pub variant: String,
     pub file: PathBuf,
     pub sha256: String,
+    /// Who signed the card that names this model file (`None`: a file given by path).
+    pub signer: Option<String>,
     features_index: usize,
     logits_index: usize,
     /// Threads for one image's network passes: with two or more, the image and its mirror run
@@ -328,6 +343,8 @@ impl Classifier {
                 return Err(ModelError::UnknownVariant(which.to_string(), known));
             }
         };
+        // The card's signature covers the files it names (by their sha256, checked below).
+        let expected_signer = expected.as_ref().map(|_| card.signer.clone());
         let bytes = std::fs::read(&file).map_err(|source| ModelError::FileUnreadable {
             path: file.clone(),
             source,
@@ -367,6 +384,7 @@ impl Classifier {
             head,
             card,
             variant: which.to_string(),
+            signer: expected_signer,
             file,
             sha256,
             features_index,
@@ -427,6 +445,7 @@ impl Classifier {
             Some(s) => HeadId {
                 name: format!("{}/{}", site_head::DIR, s.file),
                 sha256: Some(s.sha256.clone()),
+                signer: Some(s.signer.to_string()),
             },
             None => HeadId::default(),
         }

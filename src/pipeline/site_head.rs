@@ -84,6 +84,8 @@ pub struct Active {
 /// A site head in use: the head and its name for the records.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// Who signed it (this device's calibration key).
+    pub signer: crate::pipeline::signature::Signer,
     pub head: Head,
     pub stored: SiteHead,
     pub file: String,
@@ -97,6 +99,8 @@ pub enum SiteHeadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the site head {path} was not made by this device's calibration ({reason}); run `kneescreen calibrate` again here, or `kneescreen calibrate --revert`")]
+    NotThisDevice { path: PathBuf, reason: String },
     #[error("the site head {path} is malformed: {reason}")]
     Malformed { path: PathBuf, reason: String },
     #[error("the site head {path} does not match the sha256 in {ACTIVE} ({actual}, expected {expected}): it was changed after calibration; run `kneescreen calibrate --revert` or calibrate again")]
@@ -174,6 +178,7 @@ pub fn load_active(models_dir: &Path) -> Result<Option<Loaded>, SiteHeadError> {
             expected: active.sha256,
         });
     }
+    let signer = verify_made_here(&models_dir.join(DIR), &path, &bytes)?;
     let stored: SiteHead =
         serde_json::from_slice(&bytes).map_err(|e| malformed(&path, e.to_string()))?;
     if stored.format != FORMAT {
@@ -184,9 +189,29 @@ pub fn load_active(models_dir: &Path) -> Result<Option<Loaded>, SiteHeadError> {
     }
     let head = stored.head().map_err(|e| malformed(&path, e.to_string()))?;
     Ok(Some(Loaded {
+        signer,
         head,
         stored,
         file: active.file,
         sha256: actual,
     }))
+}
+
+/// Checks that a site head carries the signature of this device's calibration key.
+fn verify_made_here(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<crate::pipeline::signature::Signer, SiteHeadError> {
+    use crate::pipeline::signature::{self, SigningKey};
+    let not_here = |reason: String| SiteHeadError::NotThisDevice {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let key = SigningKey::load(
+        &dir.join(signature::DEVICE_KEY_FILE),
+        signature::DEVICE_KEY_NAME,
+    )
+    .map_err(|e| not_here(format!("this device has no calibration key: {e}")))?;
+    signature::verify(path, bytes, &[key.trusted()]).map_err(|e| not_here(e.to_string()))
 }

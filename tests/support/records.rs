@@ -32,6 +32,7 @@ pub fn grading(grade: u8, probabilities: [f32; 5]) -> Grading {
             sha256: "0".repeat(64),
             preprocessing: "crop60-eqhist-v1".into(),
             head: Default::default(),
+            signer: Some("kneescreen test key (debug builds only) (key f8b4e99d4ef98826)".into()),
         },
         timings_ms: Default::default(),
         notice: NOTICE.to_string(),

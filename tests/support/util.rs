@@ -82,5 +82,13 @@ pub fn models_copy(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempD
     let mut card = serde_json::from_str(&std::fs::read_to_string(&card_path).unwrap()).unwrap();
     edit(&mut card);
     std::fs::write(&card_path, serde_json::to_string(&card).unwrap()).unwrap();
+    test_key().sign_file(&card_path).unwrap();
     dir
+}
+
+/// The test signing key, which debug builds trust (release builds do not).
+pub fn test_key() -> kneescreen::pipeline::signature::SigningKey {
+    let name = "kneescreen test key (debug builds only)";
+    kneescreen::pipeline::signature::SigningKey::load(&fixture("test-signing-key.pk8"), name)
+        .expect("the test key")
 }
