@@ -143,6 +143,9 @@ pub struct DicomSettings {
     pub allowed_calling_ae_titles: Vec<String>,
     /// Where received images are kept; watched like an inbox. Never inside the results folder.
     pub received: PathBuf,
+    /// Speak DICOM over TLS (the digitiser must be set up for it), with the appliance's
+    /// certificate (the console's: `web.tls_cert`, or the self-signed one).
+    pub tls: bool,
 }
 
 impl Default for DicomSettings {
@@ -152,6 +155,7 @@ impl Default for DicomSettings {
             ae_title: "KNEESCREEN".into(),
             allowed_calling_ae_titles: Vec::new(),
             received: PathBuf::from("kneescreen-data/received"),
+            tls: false,
         }
     }
 }
@@ -167,6 +171,10 @@ pub struct PacsConfig {
     /// The first wait after a failed send, doubling with each failure up to `retry_max_s`.
     pub retry_min_s: u64,
     pub retry_max_s: u64,
+    /// Send over DICOM TLS, checking the PACS's certificate against `ca_cert`.
+    pub tls: bool,
+    /// The PACS's certificate, or the clinic's certificate authority (PEM).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for PacsConfig {
@@ -177,6 +185,8 @@ impl Default for PacsConfig {
             port: 4242,
             retry_min_s: 30,
             retry_max_s: 900,
+            tls: false,
+            ca_cert: None,
         }
     }
 }
@@ -209,17 +219,17 @@ pub struct Overrides {
 }
 
 impl Config {
-    /// Where the console's certificate comes from: the configured files, or the self-signed one
-    /// kept beside the results folder.
-    pub fn console_certificate(&self) -> crate::web::tls::CertificateSource {
+    /// Where the appliance's certificate (the console's, and the DICOM node's over TLS) comes
+    /// from: the configured files, or the self-signed one kept beside the results folder.
+    pub fn certificate_source(&self) -> crate::tls::CertificateSource {
         match (&self.web.tls_cert, &self.web.tls_key) {
-            (Some(cert), Some(key)) => crate::web::tls::CertificateSource::Files {
+            (Some(cert), Some(key)) => crate::tls::CertificateSource::Files {
                 cert: cert.clone(),
                 key: key.clone(),
             },
             _ => {
                 let data = self.results.parent().filter(|p| !p.as_os_str().is_empty());
-                crate::web::tls::CertificateSource::SelfSigned {
+                crate::tls::CertificateSource::SelfSigned {
                     dir: data.unwrap_or(Path::new(".")).join("console-tls"),
                 }
             }
@@ -330,6 +340,9 @@ impl Config {
         }
         if let Some(peer) = self.pacs.peer() {
             peer.check().or_else(|e| bad(format!("pacs: {e}")))?;
+            if self.pacs.tls && self.pacs.ca_cert.is_none() {
+                return bad("pacs.tls needs pacs.ca_cert: the PACS's certificate (or the clinic's CA) to check it against".into());
+            }
             if self.pacs.retry_min_s == 0 || self.pacs.retry_max_s < self.pacs.retry_min_s {
                 return bad(format!(
                     "pacs.retry_min_s = {}, pacs.retry_max_s = {}: use at least 1 second, and a maximum no shorter than the minimum",
@@ -486,6 +499,27 @@ mod tests {
             .with_overrides(Overrides::default())
             .unwrap_err();
         assert!(e.to_string().contains("must not be inside"), "{e}");
+    }
+
+    #[test]
+    fn a_pacs_over_tls_needs_a_certificate_to_check_it_against() {
+        let text = "[pacs]\nhost = \"10.0.0.5\"\ntls = true\n";
+        let e = Config::parse(text)
+            .unwrap()
+            .with_overrides(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("pacs.ca_cert"), "{e}");
+        let text = format!("{text}ca_cert = \"/etc/kneescreen/pacs.pem\"\n");
+        assert!(Config::parse(&text)
+            .unwrap()
+            .with_overrides(Overrides::default())
+            .is_ok());
+        let half = "[web]\ntls_cert = \"/etc/c.pem\"\n";
+        let e = Config::parse(half)
+            .unwrap()
+            .with_overrides(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("go together"), "{e}");
     }
 
     #[test]

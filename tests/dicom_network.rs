@@ -709,3 +709,116 @@ fn the_outbox_waits_for_the_pacs_and_delivers_each_result_once() {
     let log = fs::read_to_string(&n.log).unwrap();
     assert_eq!(log.matches(" sent to ORTHANC@").count(), 3, "{log}");
 }
+
+/// Asked to, the node speaks DICOM over TLS with the appliance's certificate: a scanner trusting
+/// that certificate (dcmtk with `+tla +cf`) checks it with C-ECHO and sends an image, which is
+/// graded; the same scanner without TLS is not answered.
+#[test]
+fn the_node_speaks_dicom_over_tls_when_asked() {
+    let test = "the_node_speaks_dicom_over_tls_when_asked";
+    let (Some(echoscu), Some(storescu_exe)) = (dcmtk("echoscu", test), dcmtk("storescu", test))
+    else {
+        return;
+    };
+    if emulated(test) {
+        return;
+    }
+    let n = node("tls = true", "");
+    let (mut child, addr) = start(&n);
+    let log = fs::read_to_string(&n.log).unwrap();
+    assert!(
+        log.contains("over TLS (certificate SHA-256 fingerprint "),
+        "{log}"
+    );
+    let cert = n.tmp.path().join("console-tls/console-cert.pem");
+    let cert = cert.to_str().unwrap();
+    let echo = |tls: &[&str]| {
+        Command::new(&echoscu)
+            .args(tls)
+            .args(["-aet", "SCANNER", "-aec", "KNEESCREEN"])
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .output()
+            .unwrap()
+    };
+    let out = echo(&["+tla", "+cf", cert]);
+    assert!(
+        out.status.success(),
+        "C-ECHO over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!echo(&[]).status.success(), "plain DICOM is not answered");
+    let file = n.tmp.path().join("knee.dcm");
+    let study = "1.2.826.0.1.3680043.10.1077.40";
+    fs::write(
+        &file,
+        knee_file(7, CR, &format!("{study}.1"), study, Encoding::Explicit),
+    )
+    .unwrap();
+    let out = storescu(
+        &storescu_exe,
+        addr,
+        "SCANNER",
+        &["+tla", "+cf", cert],
+        &[file],
+    );
+    assert!(
+        out.status.success(),
+        "storescu over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the image graded", Duration::from_secs(60), || {
+        journal_lines(&n.results) == 1
+    });
+    stop(&mut child);
+}
+
+/// With `pacs.tls`, results go to a PACS speaking DICOM over TLS (a real Orthanc), checked
+/// against the certificate given; a PACS whose certificate is not the one trusted gets nothing,
+/// and the outbox says why.
+#[test]
+fn results_reach_a_pacs_over_tls_only_when_its_certificate_is_trusted() {
+    let test = "results_reach_a_pacs_over_tls_only_when_its_certificate_is_trusted";
+    if emulated(test) {
+        return;
+    }
+    let tmp = temp_dir();
+    let Some(orthanc) = Orthanc::start_tls(tmp.path()) else {
+        return;
+    };
+    let stranger = tmp.path().join("stranger.pem");
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    fs::write(&stranger, other.cert.pem()).unwrap();
+    let n = node("", "");
+    let text = fs::read_to_string(&n.config).unwrap();
+    let pacs = |ca: &Path| {
+        format!(
+            "{text}{}tls = true\nca_cert = {ca:?}\n",
+            pacs_config(&orthanc)
+        )
+    };
+    fs::write(&n.config, pacs(&stranger)).unwrap();
+    drop_knees(&n, 1, "1.2.826.0.1.3680043.10.1077.50");
+    let (mut child, _) = start(&n);
+    wait_for("a refused TLS handshake", Duration::from_secs(60), || {
+        fs::read_to_string(&n.log)
+            .unwrap()
+            .contains("cannot be reached")
+    });
+    stop(&mut child);
+    assert!(
+        orthanc.instances().is_empty(),
+        "nothing sent to an untrusted PACS"
+    );
+    assert_eq!(outbox_counts(&n.results), (1, 0));
+
+    fs::write(&n.config, pacs(&orthanc.tls_cert())).unwrap();
+    let (mut child, _) = start(&n);
+    orthanc.wait_for_instances(2, Duration::from_secs(60));
+    wait_for("the item sent", Duration::from_secs(30), || {
+        outbox_counts(&n.results) == (0, 1)
+    });
+    stop(&mut child);
+    let log = fs::read_to_string(&n.log).unwrap();
+    assert!(log.contains("over TLS"), "{log}");
+}

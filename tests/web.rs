@@ -570,7 +570,7 @@ fn beyond_loopback_the_console_needs_tls() {
         .to_string();
     assert!(e.contains("without TLS"), "{e}");
     let dir = tempfile::tempdir().unwrap();
-    let tls = kneescreen::web::tls::CertificateSource::SelfSigned {
+    let tls = kneescreen::tls::CertificateSource::SelfSigned {
         dir: dir.path().to_path_buf(),
     };
     let server = serve(

@@ -23,17 +23,27 @@ pub fn start_scp(config: &Config, shared: &Arc<Mutex<BetweenThreads>>) -> anyhow
         return Ok(());
     };
     let activity = Arc::new(Mutex::new(NodeActivity::default()));
-    let settings = ScpSettings {
+    let mut settings = ScpSettings {
         ae_title: config.dicom.ae_title.clone(),
         allowed_callers: config.dicom.allowed_calling_ae_titles.clone(),
         received_dir: config.dicom.received.clone(),
         max_data_set_bytes: (config.max_file_mb << 20) as usize,
+        tls: None,
     };
+    let mut over_tls = String::new();
+    if config.dicom.tls {
+        let certificate = crate::tls::load(&config.certificate_source())?;
+        over_tls = format!(
+            " over TLS (certificate SHA-256 fingerprint {})",
+            certificate.fingerprint
+        );
+        settings.tls = Some(certificate.config);
+    }
     let scp = scp::serve(listen, settings, activity.clone()).map_err(|e| {
         anyhow::anyhow!("the DICOM node cannot listen on {listen}: {e} (is another DICOM program using the port?)")
     })?;
     eprintln!(
-        "kneescreen: DICOM node {} on {}; received images kept in {}",
+        "kneescreen: DICOM node {} on {}; received images kept in {}{over_tls}",
         config.dicom.ae_title,
         scp.addr,
         config.dicom.received.display()
@@ -61,15 +71,29 @@ pub fn start_sender(
             max_file_bytes: config.max_file_mb << 20,
             ..Limits::default()
         },
+        tls: match (&config.pacs.ca_cert, config.pacs.tls) {
+            (Some(ca), true) => Some(crate::tls::client_config(ca)?),
+            _ => None,
+        },
     };
-    eprintln!("kneescreen: results go to the PACS {}", settings.peer);
+    let tls = if settings.tls.is_some() {
+        " over TLS"
+    } else {
+        ""
+    };
+    eprintln!("kneescreen: results go to the PACS {}{tls}", settings.peer);
     let (wake, woken) = mpsc::channel();
     let (shared, box_) = (shared.clone(), outbox.clone());
     std::thread::spawn(move || loop {
         let status = pacs::deliver_due(&settings, &box_, &mut |objects, confirmed| {
-            scu::send(&settings.peer, &settings.calling_ae_title, objects, |uid| {
-                confirmed(uid)
-            })
+            let tls = settings.tls.as_ref();
+            scu::send(
+                &settings.peer,
+                &settings.calling_ae_title,
+                objects,
+                tls,
+                |uid| confirmed(uid),
+            )
         });
         lock(&shared).outbox = Some(status);
         if let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(SENDER_TICK) {

@@ -99,7 +99,7 @@ pub fn run(config: Config, exit_when_idle: bool) -> anyhow::Result<()> {
                 listen: config.web.listen,
                 token: config.web.token.clone(),
                 max_upload_bytes: config.web.max_upload_mb << 20,
-                tls: Some(config.console_certificate()),
+                tls: Some(config.certificate_source()),
                 ..WebConfig::default()
             };
             let server = crate::web::serve(web_config, Arc::new(console))?;

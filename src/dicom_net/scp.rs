@@ -37,6 +37,8 @@ pub struct ScpSettings {
     pub received_dir: PathBuf,
     /// Largest data set accepted, in bytes (the appliance's file size limit).
     pub max_data_set_bytes: usize,
+    /// DICOM over TLS with this configuration (the appliance's certificate); plain DICOM without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Associations served at once; more wait in the listen queue of the system.
@@ -155,19 +157,35 @@ fn options(
 /// One association, from negotiation to release (or to the first thing wrong).
 fn serve_association(stream: TcpStream, settings: &ScpSettings, activity: &Mutex<NodeActivity>) {
     let from = peer(&stream);
-    let mut association = match options(settings).establish(stream) {
-        Ok(a) => a,
-        Err(e) => {
-            let why = match &e {
-                dicom_ul::association::Error::Rejected { .. } => {
-                    "association rejected: its calling AE title is not allowed".to_string()
-                }
-                other => format!("not a DICOM association request ({})", error_chain(other)),
-            };
-            note(activity, format!("{from}: {why}"), true);
-            return;
-        }
+    let established = match &settings.tls {
+        Some(tls) => options(settings)
+            .tls_config(tls.clone())
+            .establish_tls(stream)
+            .map(|a| serve_established(a, &from, settings, activity)),
+        None => options(settings)
+            .establish(stream)
+            .map(|a| serve_established(a, &from, settings, activity)),
     };
+    if let Err(e) = established {
+        let why = match &e {
+            dicom_ul::association::Error::Rejected { .. } => {
+                "association rejected: its calling AE title is not allowed".to_string()
+            }
+            other => format!("not a DICOM association request ({})", error_chain(other)),
+        };
+        note(activity, format!("{from}: {why}"), true);
+    }
+}
+
+/// One established association, from its first message to release (or to the first thing wrong).
+fn serve_established<S>(
+    mut association: ServerAssociation<S>,
+    from: &str,
+    settings: &ScpSettings,
+    activity: &Mutex<NodeActivity>,
+) where
+    S: std::io::Read + std::io::Write + dicom_ul::association::CloseSocket,
+{
     let caller = association.peer_ae_title().trim().to_string();
     let (mut stored, mut refused) = (0usize, 0usize);
     let outcome = loop {

@@ -2,13 +2,14 @@
 //! one association, and tells which the peer confirmed.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use dicom_encoding::text::SpecificCharacterSet;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_ul::ClientAssociationOptions;
+use dicom_ul::{ClientAssociation, ClientAssociationOptions};
 
 use super::dimse::{self, Next};
 use super::scp::error_chain;
@@ -97,13 +98,15 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The transfer syntaxes proposed for every instance (the peer picks).
 const PROPOSED: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
 
-/// Sends `instances` to `peer` in one association, calling `stored` with each SOP instance UID
-/// the peer confirms. Stops at the first failure (what was confirmed before it stays confirmed).
+/// Sends `instances` to `peer` in one association (over TLS with `tls`, trusting what it
+/// trusts), calling `stored` with each SOP instance UID the peer confirms. Stops at the first
+/// failure (what was confirmed before it stays confirmed).
 pub fn send(
     peer: &Peer,
     calling_ae_title: &str,
     instances: &[Outgoing],
-    mut stored: impl FnMut(&str),
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    stored: impl FnMut(&str),
 ) -> Result<(), SendError> {
     let mut options = ClientAssociationOptions::new()
         .calling_ae_title(calling_ae_title)
@@ -118,13 +121,34 @@ pub fn send(
         options = options.with_presentation_context(*class, PROPOSED.to_vec());
     }
     let address = format!("{}:{}", peer.host, peer.port);
-    let mut association =
-        options
-            .establish(address.as_str())
-            .map_err(|e| SendError::Unreachable {
-                peer: peer.to_string(),
-                why: error_chain(&e),
-            })?;
+    let unreachable = |e: dicom_ul::association::Error| SendError::Unreachable {
+        peer: peer.to_string(),
+        why: error_chain(&e),
+    };
+    match tls {
+        Some(config) => {
+            let options = options.tls_config(config.clone()).server_name(&peer.host);
+            let association = options
+                .establish_tls(address.as_str())
+                .map_err(unreachable)?;
+            send_on(association, instances, stored)
+        }
+        None => {
+            let association = options.establish(address.as_str()).map_err(unreachable)?;
+            send_on(association, instances, stored)
+        }
+    }
+}
+
+/// Sends `instances` on an established association, then releases it.
+fn send_on<S>(
+    mut association: ClientAssociation<S>,
+    instances: &[Outgoing],
+    mut stored: impl FnMut(&str),
+) -> Result<(), SendError>
+where
+    S: std::io::Read + std::io::Write + dicom_ul::association::CloseSocket,
+{
     let failed = |e: &dyn std::error::Error| SendError::Failed(error_chain(e));
     for (n, instance) in instances.iter().enumerate() {
         let context = association

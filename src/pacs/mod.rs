@@ -26,6 +26,8 @@ pub struct PacsSettings {
     pub retry_max: Duration,
     pub results: PathBuf,
     pub limits: Limits,
+    /// DICOM over TLS, trusting what this configuration trusts.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Sends `objects` to the PACS, calling back with each SOP instance UID it confirms (the seam for

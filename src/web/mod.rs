@@ -28,8 +28,8 @@
 mod auth;
 mod http;
 pub mod multipart;
-pub mod tls; // the console's certificate: the clinic's, or self-signed and kept
 
+use crate::tls;
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::io::Read;

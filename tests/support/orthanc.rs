@@ -57,6 +57,8 @@ pub struct Orthanc {
     dicom_port: u16,
     http_port: u16,
     stores: Stores,
+    /// DICOM over TLS with a certificate made for it (`tls_cert`).
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -72,7 +74,22 @@ impl Orthanc {
         Orthanc::start_with(dir, Stores::Refuse)
     }
 
+    /// Starts an Orthanc that speaks DICOM only over TLS, with a self-signed certificate for
+    /// 127.0.0.1 in `tls_cert()`; clients need no certificate of their own.
+    pub fn start_tls(dir: &Path) -> Option<Orthanc> {
+        Orthanc::start_inner(dir, Stores::Accept, true)
+    }
+
+    /// The certificate Orthanc's DICOM TLS presents (PEM).
+    pub fn tls_cert(&self) -> PathBuf {
+        self.dir.join("orthanc-tls-cert.pem")
+    }
+
     pub fn start_with(dir: &Path, stores: Stores) -> Option<Orthanc> {
+        Orthanc::start_inner(dir, stores, false)
+    }
+
+    fn start_inner(dir: &Path, stores: Stores, tls: bool) -> Option<Orthanc> {
         let Some(exe) = executable() else {
             eprintln!("{SKIPPED}");
             return None;
@@ -93,6 +110,7 @@ impl Orthanc {
                 dicom_port,
                 http_port,
                 stores,
+                tls,
                 child: None,
             };
             match orthanc.launch() {
@@ -450,7 +468,24 @@ impl Orthanc {
             }
             None => Vec::new(),
         };
-        let config = json!({
+        let mut tls = json!({});
+        if self.tls {
+            let (cert, key) = (self.tls_cert(), self.dir.join("orthanc-tls-key.pem"));
+            if !cert.exists() {
+                let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+                let made = rcgen::generate_simple_self_signed(names).expect("a certificate");
+                fs::write(&cert, made.cert.pem()).unwrap();
+                fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+            }
+            tls = json!({
+                "DicomTlsEnabled": true,
+                "DicomTlsCertificate": cert,
+                "DicomTlsPrivateKey": key,
+                "DicomTlsTrustedCertificates": cert,
+                "DicomTlsRemoteCertificateRequired": false,
+            });
+        }
+        let mut config = json!({
             "Name": self.name,
             "StorageDirectory": storage,
             "IndexDirectory": index,
@@ -488,6 +523,10 @@ impl Orthanc {
             "LoadPrivateDictionary": false,
             "DeidentifyLogs": false,
         });
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(tls.as_object().unwrap().clone());
         let path = self.dir.join("orthanc.json");
         fs::write(&path, serde_json::to_string_pretty(&config).unwrap())
             .expect("write the Orthanc configuration");

@@ -1,6 +1,8 @@
-//! The console's TLS certificate: the clinic's own (PEM files named in the config), or one made
-//! on the first start and kept in the data folder, so its fingerprint stays the same across
-//! restarts. The SHA-256 fingerprint is what a technician compares with what the browser shows.
+//! TLS certificates. The appliance's own (the web console's, and the DICOM node's when it speaks
+//! DICOM over TLS): the clinic's (PEM files named in the config), or one made on the first start
+//! and kept in the data folder, so its fingerprint stays the same across restarts; the SHA-256
+//! fingerprint is what a technician compares with what the browser or the scanner shows. And
+//! the certificates a PACS is checked against when results go to it over TLS.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -122,6 +124,35 @@ fn make_self_signed(dir: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {
     std::fs::rename(&tmp, key)?;
     crate::store::atomic::write_atomic(cert, made.cert.pem().as_bytes())?;
     Ok(())
+}
+
+/// A TLS client configuration that trusts the certificates in `ca_file` (PEM): the PACS's own
+/// certificate, or the clinic's certificate authority.
+pub fn client_config(ca_file: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "the certificates to trust in {} cannot be read: {e}",
+            ca_file.display()
+        )
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca_file)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| unreadable(&e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert).map_err(|e| unreadable(&e))?;
+    }
+    anyhow::ensure!(
+        !roots.is_empty(),
+        "{} holds no certificate to trust",
+        ca_file.display()
+    );
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 #[cfg(test)]
