@@ -4,7 +4,8 @@
 //! fsync'd — and only then is success answered. The received folder is watched like an inbox,
 //! so from there an instance takes the same path (queue, journal, analysis) as any file.
 //!
-//! Each association runs on its own thread, a few at a time. Whatever a peer sends — a calling
+//! Plain DICOM, or DICOM over TLS with the appliance's certificate when configured (then a
+//! plain association is not answered). Each association runs on its own thread, a few at a time. Whatever a peer sends — a calling
 //! AE title not allowed, an unknown SOP class or transfer syntax, garbage, a PDU that claims
 //! gigabytes, a data set over the size limit, a connection cut halfway — ends that association
 //! with a log line and never the appliance; nothing larger than the limits is ever held.
