@@ -197,6 +197,24 @@ fn records(results: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// dcmtk's `echoscu` and `storescu`, natively (`None`, with a "skipped" line, when dcmtk is
+/// missing or the tests run under an emulator).
+fn scanner(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let programs = (dcmtk("echoscu", test)?, dcmtk("storescu", test)?);
+    (!emulated(test)).then_some(programs)
+}
+
+/// C-ECHO to the node as `calling` (with `extra` options, e.g. for TLS).
+fn echo(exe: &Path, addr: SocketAddr, calling: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(exe)
+        .args(extra)
+        .args(["-aet", calling, "-aec", "KNEESCREEN"])
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .output()
+        .unwrap()
+}
+
 fn storescu(
     exe: &Path,
     addr: SocketAddr,
@@ -221,23 +239,12 @@ fn storescu(
 #[test]
 fn a_scanner_sends_by_dicom_and_each_image_is_graded_once() {
     let test = "a_scanner_sends_by_dicom_and_each_image_is_graded_once";
-    let (Some(echoscu), Some(storescu_exe)) = (dcmtk("echoscu", test), dcmtk("storescu", test))
-    else {
+    let Some((echoscu, storescu_exe)) = scanner(test) else {
         return;
     };
-    if emulated(test) {
-        return;
-    }
     let n = node("allowed_calling_ae_titles = [\"SCANNER\"]", "");
     let (mut child, addr) = start(&n);
-    let echo = |calling: &str| {
-        Command::new(&echoscu)
-            .args(["-aet", calling, "-aec", "KNEESCREEN"])
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .output()
-            .unwrap()
-    };
+    let echo = |calling: &str| echo(&echoscu, addr, calling, &[]);
     assert!(
         echo("SCANNER").status.success(),
         "C-ECHO from an allowed AE"
@@ -716,13 +723,9 @@ fn the_outbox_waits_for_the_pacs_and_delivers_each_result_once() {
 #[test]
 fn the_node_speaks_dicom_over_tls_when_asked() {
     let test = "the_node_speaks_dicom_over_tls_when_asked";
-    let (Some(echoscu), Some(storescu_exe)) = (dcmtk("echoscu", test), dcmtk("storescu", test))
-    else {
+    let Some((echoscu, storescu_exe)) = scanner(test) else {
         return;
     };
-    if emulated(test) {
-        return;
-    }
     let n = node("tls = true", "");
     let (mut child, addr) = start(&n);
     let log = fs::read_to_string(&n.log).unwrap();
@@ -732,15 +735,7 @@ fn the_node_speaks_dicom_over_tls_when_asked() {
     );
     let cert = n.tmp.path().join("console-tls/console-cert.pem");
     let cert = cert.to_str().unwrap();
-    let echo = |tls: &[&str]| {
-        Command::new(&echoscu)
-            .args(tls)
-            .args(["-aet", "SCANNER", "-aec", "KNEESCREEN"])
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .output()
-            .unwrap()
-    };
+    let echo = |tls: &[&str]| echo(&echoscu, addr, "SCANNER", tls);
     let out = echo(&["+tla", "+cf", cert]);
     assert!(
         out.status.success(),
