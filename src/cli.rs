@@ -427,7 +427,7 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn sign_models_cmd(args: &SignArgs) -> anyhow::Result<ExitCode> {
-    use crate::pipeline::signature::{self, SigningKey};
+    use crate::pipeline::signature::SigningKey;
     let key = match args.new_key {
         true => SigningKey::create(&args.key, &args.name)?,
         false => SigningKey::load(&args.key, &args.name)?,
@@ -439,7 +439,7 @@ fn sign_models_cmd(args: &SignArgs) -> anyhow::Result<ExitCode> {
         "signed {} with {} (verifying key {})",
         card.display(),
         args.name,
-        signature::to_hex(&key.trusted().public)
+        crate::pipeline::digest::hex(&key.trusted().public)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ pub mod pacs; // results to the clinic's PACS: outbox, Structured Report, Second
 pub mod pipeline; // one image: read → decode → preprocess → model → Grad-CAM → record
 pub mod record; // the JSON schema of a result
 pub mod store; // results folder, atomic writes, journal
+pub mod sync; // taking a lock shared between threads
 pub mod tls; // certificates: the console's and the DICOM node's (TLS), and the PACS's to trust
 pub mod tools; // eval, metrics, figures, bench
 pub mod ui; // the panel's views, drawn on any DrawTarget

@@ -21,7 +21,7 @@ pub enum CertificateSource {
 }
 
 /// The certificate the console serves.
-pub struct ConsoleCertificate {
+pub struct Certificate {
     pub config: Arc<rustls::ServerConfig>,
     /// SHA-256 of the certificate, as browsers show it: `AB:CD:…` (32 pairs).
     pub fingerprint: String,
@@ -50,7 +50,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 /// Loads the certificate (making the self-signed one when it is not there yet).
-pub fn load(source: &CertificateSource) -> anyhow::Result<ConsoleCertificate> {
+pub fn load(source: &CertificateSource) -> anyhow::Result<Certificate> {
     use anyhow::Context;
     let (cert_path, key_path) = match source {
         CertificateSource::Files { cert, key } => (cert.clone(), key.clone()),
@@ -97,7 +97,7 @@ pub fn load(source: &CertificateSource) -> anyhow::Result<ConsoleCertificate> {
                 key_path.display()
             )
         })?;
-    Ok(ConsoleCertificate {
+    Ok(Certificate {
         config: Arc::new(config),
         fingerprint,
         cert_path,
@@ -106,22 +106,10 @@ pub fn load(source: &CertificateSource) -> anyhow::Result<ConsoleCertificate> {
 
 /// Makes a self-signed certificate and its key (readable by this user only).
 fn make_self_signed(dir: &Path, cert: &Path, key: &Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
     let names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
     let made = rcgen::generate_simple_self_signed(names)?;
-    // The key is created readable by this user only (never briefly by others), then renamed.
-    let tmp = dir.join(format!(".{SELF_SIGNED_KEY}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(made.key_pair.serialize_pem().as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, key)?;
+    crate::store::atomic::write_private(key, made.key_pair.serialize_pem().as_bytes())?;
     crate::store::atomic::write_atomic(cert, made.cert.pem().as_bytes())?;
     Ok(())
 }

@@ -7,7 +7,7 @@ use crate::support::util::*;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use kneescreen::tls;
@@ -24,25 +24,7 @@ fn curl_present(test: &str) -> bool {
 
 /// Starts the appliance; returns it, the console's port and the logged fingerprint.
 fn start(config: &Path, log: &Path) -> (Child, u16, String) {
-    let before = fs::read_to_string(log).unwrap_or_default().len();
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = kneescreen()
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--panel",
-            "virtual",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap();
+    let (mut child, before) = spawn_run(config, log);
     let start = Instant::now();
     let line = loop {
         let text = fs::read_to_string(log).unwrap_or_default();

@@ -61,25 +61,7 @@ fn node(dicom_extra: &str, extra: &str) -> Node {
 
 /// Starts the appliance and waits for the DICOM node's address in its log.
 fn start(n: &Node) -> (Child, SocketAddr) {
-    let before = fs::read_to_string(&n.log).unwrap_or_default().len();
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&n.log)
-        .unwrap();
-    let child = kneescreen()
-        .args([
-            "run",
-            "--config",
-            n.config.to_str().unwrap(),
-            "--panel",
-            "virtual",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let (child, before) = spawn_run(&n.config, &n.log);
     let mut addr = None;
     wait_for("the DICOM node", Duration::from_secs(60), || {
         let text = fs::read_to_string(&n.log).unwrap_or_default();
@@ -523,13 +505,18 @@ fn association_rq(calling: &str, called: &str, sop_class: &str) -> Vec<u8> {
     pdu
 }
 
-/// Appends a `[pacs]` table for `orthanc` (short back-off for the tests).
-fn pacs_config(orthanc: &Orthanc) -> String {
-    format!(
-        "[pacs]\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nretry_min_s = 1\nretry_max_s = 2\n",
+/// A node whose results go to `orthanc` (short back-off for the tests); `pacs_extra` goes into
+/// its `[pacs]` table.
+fn node_with_pacs(orthanc: &Orthanc, pacs_extra: &str) -> Node {
+    let n = node("", "");
+    let text = fs::read_to_string(&n.config).unwrap();
+    let pacs = format!(
+        "[pacs]\nae_title = \"{}\"\nhost = \"127.0.0.1\"\nport = {}\nretry_min_s = 1\nretry_max_s = 2\n{pacs_extra}\n",
         orthanc.ae_title(),
         orthanc.dicom_port()
-    )
+    );
+    fs::write(&n.config, format!("{text}{pacs}")).unwrap();
+    n
 }
 
 /// Writes `count` DICOM knees of one study into the inbox.
@@ -566,9 +553,7 @@ fn results_reach_the_pacs_in_the_source_study() {
     let Some(orthanc) = Orthanc::start(tmp.path()) else {
         return;
     };
-    let n = node("", "");
-    let text = fs::read_to_string(&n.config).unwrap();
-    fs::write(&n.config, format!("{text}{}", pacs_config(&orthanc))).unwrap();
+    let n = node_with_pacs(&orthanc, "");
     let study = "1.2.826.0.1.3680043.10.1077.20";
     drop_knees(&n, 2, study);
     let (mut child, _) = start(&n);
@@ -635,9 +620,7 @@ fn the_outbox_waits_for_the_pacs_and_delivers_each_result_once() {
         return;
     };
     orthanc.stop();
-    let n = node("", "");
-    let text = fs::read_to_string(&n.config).unwrap();
-    fs::write(&n.config, format!("{text}{}", pacs_config(&orthanc))).unwrap();
+    let n = node_with_pacs(&orthanc, "");
     drop_knees(&n, 3, "1.2.826.0.1.3680043.10.1077.30");
     let (mut child, _) = start(&n);
     wait_for("3 graded", Duration::from_secs(120), || {
@@ -784,15 +767,7 @@ fn results_reach_a_pacs_over_tls_only_when_its_certificate_is_trusted() {
     let stranger = tmp.path().join("stranger.pem");
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     fs::write(&stranger, other.cert.pem()).unwrap();
-    let n = node("", "");
-    let text = fs::read_to_string(&n.config).unwrap();
-    let pacs = |ca: &Path| {
-        format!(
-            "{text}{}tls = true\nca_cert = {ca:?}\n",
-            pacs_config(&orthanc)
-        )
-    };
-    fs::write(&n.config, pacs(&stranger)).unwrap();
+    let n = node_with_pacs(&orthanc, &format!("tls = true\nca_cert = {stranger:?}"));
     drop_knees(&n, 1, "1.2.826.0.1.3680043.10.1077.50");
     let (mut child, _) = start(&n);
     wait_for("a refused TLS handshake", Duration::from_secs(60), || {
@@ -807,7 +782,9 @@ fn results_reach_a_pacs_over_tls_only_when_its_certificate_is_trusted() {
     );
     assert_eq!(outbox_counts(&n.results), (1, 0));
 
-    fs::write(&n.config, pacs(&orthanc.tls_cert())).unwrap();
+    let text = fs::read_to_string(&n.config).unwrap();
+    let trusted = format!("{:?}", orthanc.tls_cert());
+    fs::write(&n.config, text.replace(&format!("{stranger:?}"), &trusted)).unwrap();
     let (mut child, _) = start(&n);
     orthanc.wait_for_instances(2, Duration::from_secs(60));
     wait_for("the item sent", Duration::from_secs(30), || {

@@ -10,12 +10,14 @@ use crate::appliance::events::{lock, BetweenThreads};
 use crate::config::Config;
 use crate::dicom_net::scp::{self, ScpSettings};
 use crate::dicom_net::{scu, NodeActivity};
-use crate::pacs::outbox::Outbox;
+use crate::pacs::outbox::{now_unix, Outbox};
 use crate::pacs::{self, PacsSettings};
 use crate::pipeline::decode::limits::Limits;
 
-/// How often the sender looks at the outbox when nothing wakes it.
-const SENDER_TICK: Duration = Duration::from_secs(1);
+/// The sender sleeps until the next item is due or a study is queued, at least this long between
+/// rounds (a round that could not save its items must not spin) and at most `SENDER_IDLE`.
+const SENDER_PAUSE: Duration = Duration::from_secs(1);
+const SENDER_IDLE: Duration = Duration::from_secs(60);
 
 /// Starts the storage SCP when the configuration asks for it; its activity goes to `shared`.
 pub fn start_scp(config: &Config, shared: &Arc<Mutex<BetweenThreads>>) -> anyhow::Result<()> {
@@ -85,7 +87,7 @@ pub fn start_sender(
     let (wake, woken) = mpsc::channel();
     let (shared, box_) = (shared.clone(), outbox.clone());
     std::thread::spawn(move || loop {
-        let status = pacs::deliver_due(&settings, &box_, &mut |objects, confirmed| {
+        let round = pacs::deliver_due(&settings, &box_, &mut |objects, confirmed| {
             let tls = settings.tls.as_ref();
             scu::send(
                 &settings.peer,
@@ -95,8 +97,11 @@ pub fn start_sender(
                 |uid| confirmed(uid),
             )
         });
-        lock(&shared).outbox = Some(status);
-        if let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(SENDER_TICK) {
+        lock(&shared).outbox = Some(round.status);
+        let wait = round.next_due.map_or(SENDER_IDLE, |due| {
+            Duration::from_secs(due.saturating_sub(now_unix())).min(SENDER_IDLE)
+        });
+        if let Err(RecvTimeoutError::Disconnected) = woken.recv_timeout(wait.max(SENDER_PAUSE)) {
             return; // the appliance has stopped
         }
     });

@@ -69,8 +69,4 @@ pub struct BetweenThreads {
     pub outbox: Option<OutboxStatus>,
 }
 
-/// The data behind `mutex`, also after a thread panicked while holding it (the appliance goes on
-/// with what is there rather than stopping).
-pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use crate::sync::lock;

@@ -273,16 +273,6 @@ pub fn store_request(message_id: u16, sop_class_uid: &str, sop_instance_uid: &st
     ])
 }
 
-/// C-ECHO-RQ.
-pub fn echo_request(message_id: u16) -> Vec<u8> {
-    encode_command(vec![
-        uid_element(tags::AFFECTED_SOP_CLASS_UID, VERIFICATION),
-        us_element(tags::COMMAND_FIELD, C_ECHO_RQ),
-        us_element(tags::MESSAGE_ID, message_id),
-        us_element(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET),
-    ])
-}
-
 /// One P-DATA PDU carrying a whole command set.
 pub fn command_pdu(context_id: u8, command: Vec<u8>) -> Pdu {
     Pdu::PData {

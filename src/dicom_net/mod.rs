@@ -6,8 +6,6 @@ pub mod dimse; // C-ECHO and C-STORE command sets; one whole message from P-DATA
 pub mod scp; // receive: C-ECHO, C-STORE → the received folder (an inbox)
 pub mod scu; // send: instances to a peer by C-STORE
 
-use std::sync::Mutex;
-
 use serde::Serialize;
 
 /// The SOP classes a radiograph arrives as: CR, DX for presentation and for processing, and
@@ -68,11 +66,6 @@ pub fn sanitised_uid(uid: &str) -> String {
     } else {
         safe
     }
-}
-
-/// The data behind `mutex`, also after a thread panicked while holding it.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use dicom_ul::{Pdu, ServerAssociation, ServerAssociationOptions};
 
 use super::dimse::{self, Next};
 use super::{sanitised_uid, NodeActivity, ACCEPTED_SOP_CLASSES, ACCEPTED_TRANSFER_SYNTAXES};
+use crate::pipeline::decode::dicom::error_chain;
 use crate::pipeline::digest::sha256_hex;
 use crate::store::atomic;
 
@@ -84,7 +85,7 @@ pub fn serve(
     std::fs::create_dir_all(&settings.received_dir)?;
     let listener = TcpListener::bind(addr)?;
     let addr = listener.local_addr()?;
-    super::lock(&activity).listening =
+    crate::sync::lock(&activity).listening =
         Some(format!("{} on port {}", settings.ae_title, addr.port()));
     let settings = Arc::new(settings);
     let busy = Arc::new(AtomicUsize::new(0));
@@ -123,7 +124,7 @@ fn peer(stream: &TcpStream) -> String {
 /// Logs one line about the node, and keeps it as the last association (and as the last error).
 fn note(activity: &Mutex<NodeActivity>, line: String, error: bool) {
     eprintln!("kneescreen: DICOM: {line}");
-    let mut a = super::lock(activity);
+    let mut a = crate::sync::lock(activity);
     let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     a.last_association = Some(format!("{when}: {line}"));
     if error {
@@ -209,7 +210,7 @@ fn serve_established<S>(
                 let status = match store(&association, &message, &caller, settings) {
                     Ok(path) => {
                         stored += 1;
-                        super::lock(activity).received += 1;
+                        crate::sync::lock(activity).received += 1;
                         eprintln!(
                             "kneescreen: DICOM: received from {caller}: {}",
                             path.display()
@@ -328,16 +329,4 @@ fn keep(dir: &Path, sop_instance_uid: &str, file: &[u8]) -> std::io::Result<Path
     std::fs::create_dir_all(dir)?;
     atomic::write_durable(&path, file)?;
     Ok(path)
-}
-
-/// An error with its causes, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

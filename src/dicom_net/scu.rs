@@ -12,7 +12,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::{ClientAssociation, ClientAssociationOptions};
 
 use super::dimse::{self, Next};
-use super::scp::error_chain;
+use crate::pipeline::decode::dicom::error_chain;
 
 /// A DICOM node to send to: its AE title, host and port (written `AE@host:port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,7 +149,7 @@ fn send_on<S>(
 where
     S: std::io::Read + std::io::Write + dicom_ul::association::CloseSocket,
 {
-    let failed = |e: &dyn std::error::Error| SendError::Failed(error_chain(e));
+    let failed = |e: &(dyn std::error::Error + 'static)| SendError::Failed(error_chain(e));
     for (n, instance) in instances.iter().enumerate() {
         let context = association
             .presentation_contexts()

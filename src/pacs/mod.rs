@@ -34,13 +34,23 @@ pub struct PacsSettings {
 /// tests; in the appliance, `dicom_net::scu::send`).
 pub type Send<'a> = dyn FnMut(&[Outgoing], &mut dyn FnMut(&str)) -> Result<(), SendError> + 'a;
 
+/// What a round of deliveries leaves: the outbox's status, and when the next item is due
+/// (seconds since 1970; `None` when nothing waits).
+pub struct Round {
+    pub status: OutboxStatus,
+    pub next_due: Option<u64>,
+}
+
 /// Tries each item whose time has come, oldest first; an unreachable PACS ends the round (the
-/// others wait their turn). Returns the outbox's status afterwards.
-pub fn deliver_due(settings: &PacsSettings, outbox: &Outbox, send: &mut Send) -> OutboxStatus {
+/// others wait as long as the item that found it unreachable).
+pub fn deliver_due(settings: &PacsSettings, outbox: &Outbox, send: &mut Send) -> Round {
+    let pending = outbox.pending();
+    let mut waiting: Vec<Item> = Vec::new();
     let mut last_error = None;
-    for mut item in outbox.pending() {
-        if item.not_before > now_unix() {
-            last_error = last_error.or(item.last_error.clone());
+    let mut unreachable_until = None;
+    for mut item in pending.items {
+        if unreachable_until.is_some() || item.not_before > now_unix() {
+            waiting.push(item);
             continue;
         }
         let result = objects_of(settings, &item)
@@ -57,7 +67,6 @@ pub fn deliver_due(settings: &PacsSettings, outbox: &Outbox, send: &mut Send) ->
                 send(&todo, &mut |uid| confirmed.push(uid.to_string())).map_err(TryError::Send)
             });
         item.attempts += 1;
-        let unreachable = matches!(result, Err(TryError::Send(SendError::Unreachable { .. })));
         let saved = match result {
             Ok(()) => {
                 eprintln!(
@@ -79,21 +88,34 @@ pub fn deliver_due(settings: &PacsSettings, outbox: &Outbox, send: &mut Send) ->
                 item.last_error = Some(why.clone());
                 item.not_before = now_unix() + wait.as_secs();
                 last_error = Some(why);
-                outbox.save(&item)
+                if let TryError::Send(SendError::Unreachable { .. }) = e {
+                    unreachable_until = Some(item.not_before);
+                }
+                let saved = outbox.save(&item);
+                waiting.push(item);
+                saved
             }
         };
         if let Err(e) = saved {
             last_error = Some(format!("the outbox cannot be written: {e}"));
         }
-        if unreachable {
-            break;
-        }
     }
-    OutboxStatus {
-        pacs: settings.peer.to_string(),
-        pending: outbox.pending().len(),
-        sent: outbox.sent_count(),
-        last_error: last_error.or_else(|| outbox.pending().into_iter().find_map(|i| i.last_error)),
+    let unreadable = (pending.unreadable.first()).map(|(path, e)| {
+        format!(
+            "the outbox item {} cannot be read ({e}); it is left as it is",
+            path.display()
+        )
+    });
+    let due = waiting.iter().map(|i| i.not_before).min();
+    Round {
+        status: OutboxStatus {
+            pacs: settings.peer.to_string(),
+            pending: waiting.len(),
+            sent: outbox.sent_count(),
+            last_error: (last_error.or(unreadable))
+                .or_else(|| waiting.iter().find_map(|i| i.last_error.clone())),
+        },
+        next_due: due.map(|d| d.max(unreachable_until.unwrap_or(0))),
     }
 }
 

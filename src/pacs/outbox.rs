@@ -53,6 +53,15 @@ pub struct OutboxStatus {
     pub last_error: Option<String>,
 }
 
+/// What the outbox folder holds.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// The items waiting, oldest first.
+    pub items: Vec<Item>,
+    /// Files that cannot be read as items, and why.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
 /// The outbox folder.
 #[derive(Debug, Clone)]
 pub struct Outbox {
@@ -121,24 +130,21 @@ impl Outbox {
         fs::remove_file(self.pending_path(&item.stem))
     }
 
-    /// The items waiting, oldest first. A file that cannot be read is reported and left alone.
-    pub fn pending(&self) -> Vec<Item> {
-        let mut items: Vec<Item> = json_files(&self.dir)
-            .filter_map(|path| {
-                let item = fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| serde_json::from_slice::<Item>(&b).map_err(|e| e.to_string()));
-                item.map_err(|e| {
-                    eprintln!(
-                        "kneescreen: outbox: {} cannot be read ({e}); left as it is",
-                        path.display()
-                    )
-                })
-                .ok()
-            })
-            .collect();
-        items.sort_by(|a, b| (&a.queued, &a.stem).cmp(&(&b.queued, &b.stem)));
-        items
+    /// The items waiting, oldest first, and the files that cannot be read as items (left as
+    /// they are, and named with why).
+    pub fn pending(&self) -> Pending {
+        let mut pending = Pending::default();
+        for path in json_files(&self.dir) {
+            let item = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Item>(&b).map_err(|e| e.to_string()));
+            match item {
+                Ok(item) => pending.items.push(item),
+                Err(e) => pending.unreadable.push((path, e)),
+            }
+        }
+        (pending.items).sort_by(|a, b| (&a.queued, &a.stem).cmp(&(&b.queued, &b.stem)));
+        pending
     }
 
     /// How many were sent (the files in `sent/`).
@@ -181,13 +187,13 @@ mod tests {
         let outbox = Outbox::open(dir.path()).unwrap();
         assert!(outbox.enqueue("a-1234", Path::new("/in/a.dcm")).unwrap());
         assert!(!outbox.enqueue("a-1234", Path::new("/in/a.dcm")).unwrap());
-        let mut items = outbox.pending();
+        let mut items = outbox.pending().items;
         assert_eq!(items.len(), 1);
         items[0].confirmed.push("2.25.1".into());
         outbox.save(&items[0]).unwrap();
-        assert_eq!(outbox.pending()[0].confirmed, ["2.25.1"]);
+        assert_eq!(outbox.pending().items[0].confirmed, ["2.25.1"]);
         outbox.mark_sent(items.remove(0)).unwrap();
-        assert!(outbox.pending().is_empty());
+        assert!(outbox.pending().items.is_empty());
         assert_eq!(outbox.sent_count(), 1);
         // Graded again later (results cleared): not sent a second time.
         assert!(!outbox.enqueue("a-1234", Path::new("/in/a.dcm")).unwrap());
@@ -200,7 +206,9 @@ mod tests {
         let damaged = dir.path().join(OUTBOX_DIR).join("x.json");
         fs::write(&damaged, b"{not json").unwrap();
         outbox.enqueue("b-1", Path::new("/in/b.dcm")).unwrap();
-        assert_eq!(outbox.pending().len(), 1);
+        let pending = outbox.pending();
+        assert_eq!(pending.items.len(), 1);
+        assert_eq!(pending.unreadable[0].0, damaged);
         assert_eq!(fs::read(&damaged).unwrap(), b"{not json");
     }
 }

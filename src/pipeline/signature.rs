@@ -6,11 +6,13 @@
 //! loaded.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
+
+use crate::pipeline::digest::hex;
 
 /// What follows a signed file's name in its signature's.
 pub const SIG_SUFFIX: &str = ".sig";
@@ -100,10 +102,6 @@ fn sig_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 pub fn from_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
@@ -176,20 +174,19 @@ impl SigningKey {
     /// Makes a new key and writes it to `path` (created readable by its owner only; never
     /// replaces an existing file).
     pub fn create(path: &Path, name: &str) -> io::Result<SigningKey> {
-        use std::os::unix::fs::OpenOptionsExt;
+        if path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists already: a key is never replaced", path.display()),
+            ));
+        }
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
             .map_err(|_| io::Error::other("no random numbers for a new key"))?;
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(pkcs8.as_ref())?;
-        file.sync_all()?;
+        crate::store::atomic::write_private(path, pkcs8.as_ref())?;
         SigningKey::load(path, name)
     }
 
@@ -202,8 +199,8 @@ impl SigningKey {
     pub fn sign(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
         let file = SignatureFile {
             signer: self.name.clone(),
-            key: to_hex(self.pair.public_key().as_ref()),
-            signature: to_hex(self.pair.sign(bytes).as_ref()),
+            key: hex(self.pair.public_key().as_ref()),
+            signature: hex(self.pair.sign(bytes).as_ref()),
         };
         let text = serde_json::to_vec_pretty(&file).map_err(io::Error::other)?;
         crate::store::atomic::write_atomic(&sig_path(path), &text)
@@ -246,7 +243,7 @@ mod tests {
         let sig = |signature: &str| {
             let file = SignatureFile {
                 signer: "rfc".into(),
-                key: to_hex(&public),
+                key: hex(&public),
                 signature: signature.into(),
             };
             fs::write(sig_path(&path), serde_json::to_vec(&file).unwrap()).unwrap();

@@ -31,6 +31,32 @@ pub fn emulated(test: &str) -> bool {
     emulated
 }
 
+/// `kneescreen run --config CONFIG --panel virtual` in the background, its log appended to `log`;
+/// also how long the log was before, so a caller reads only this start's lines.
+pub fn spawn_run(config: &Path, log: &Path) -> (std::process::Child, usize) {
+    use std::process::Stdio;
+    let before = std::fs::read_to_string(log).unwrap_or_default().len();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = kneescreen()
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--panel",
+            "virtual",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    (child, before)
+}
+
 pub fn run(args: &[&str]) -> Output {
     kneescreen()
         .args(args)

@@ -73,6 +73,9 @@ use pixel_module::*;
 use policy::*;
 use structure::*;
 
+/// An error and its sources on one line (also for the DICOM network node's log lines).
+pub use structure::chain as error_chain;
+
 /// A decoded DICOM radiograph: the grey image the preprocessing takes, the header facts kept in
 /// the result record, and warnings for the technician.
 #[derive(Debug, Clone)]

@@ -271,8 +271,8 @@ pub fn inflate(data: &[u8], max: u64) -> Result<Vec<u8>, DecodeError> {
     Ok(out)
 }
 
-/// An error and its sources on one line, for pixel decoding errors (which quote no element
-/// values, only attribute names and codec messages).
+/// An error and its sources on one line, each message once, at most 200 printable characters
+/// (pixel decoding errors quote no element values, only attribute names and codec messages).
 pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut source = Some(e);
