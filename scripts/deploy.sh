@@ -65,6 +65,11 @@ if [ -f /etc/kneescreen/kneescreen.toml ] && ! cmp -s kneescreen.toml /etc/knees
     cp /etc/kneescreen/kneescreen.toml "/etc/kneescreen/kneescreen.toml.$(date +%Y%m%d-%H%M%S).bak"
 fi
 install -m 0644 kneescreen.toml /etc/kneescreen/kneescreen.toml
+# Which model variant is fastest differs between a Pi 4, a Pi 5 and a laptop: measure it here and
+# set the fastest one that grades as fp32 does (about a minute on a Pi).
+echo "== choosing the fastest model variant on this device (kneescreen bench --choose)"
+/opt/kneescreen/kneescreen bench --choose --runs 5 --config /etc/kneescreen/kneescreen.toml ||
+    echo "bench --choose failed: the model stays as configured"
 
 install -m 0644 kneescreen.service /etc/systemd/system/kneescreen.service
 if [ "$kind" = fb ]; then

@@ -152,6 +152,17 @@ pub struct BenchArgs {
     /// mirror one after the other).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Set `model` in the config file to the fastest variant that gives the same grade as fp32
+    /// on at least 99 % of the drawn knees, and record the measurement there.
+    #[arg(long)]
+    pub choose: bool,
+    /// The config file --choose writes (created when missing).
+    #[arg(long, default_value = crate::config::SYSTEM_CONFIG)]
+    pub config: PathBuf,
+    /// Drawn knees each variant's grades are compared with fp32's on (default: 50 with
+    /// --choose, else none).
+    #[arg(long)]
+    pub agreement_knees: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -417,11 +428,40 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .models_dir
         .clone()
         .unwrap_or_else(model::default_models_dir);
-    let report = bench::run(&dir, args.runs, args.threads)?;
+    let knees = (args.agreement_knees).unwrap_or(if args.choose { 50 } else { 0 });
+    anyhow::ensure!(
+        !args.choose || knees > 0,
+        "--choose compares every variant with fp32: give --agreement-knees at least 1"
+    );
+    let report = bench::run(&dir, args.runs, args.threads, knees)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", report.to_text());
+    }
+    if args.choose {
+        let chosen = bench::fastest_agreeing(&report).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no variant grades the drawn knees as fp32 does; the config is unchanged"
+            )
+        })?;
+        let choice = crate::config::ModelChoice {
+            variant: chosen.name.clone(),
+            measured: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            threads: chosen.threads,
+            image_ms: report
+                .models
+                .iter()
+                .map(|m| (m.name.clone(), m.image_ms))
+                .collect(),
+        };
+        crate::config::record_model_choice(&args.config, &choice)?;
+        eprintln!(
+            "chose {} ({:.1} ms per image) and set it in {}; restart the appliance to use it",
+            chosen.name,
+            chosen.image_ms,
+            args.config.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -39,6 +39,8 @@ pub struct Config {
     pub model: String,
     /// Folder with card.json and the model files (default: found next to the binary).
     pub models_dir: Option<PathBuf>,
+    /// What `kneescreen bench --choose` measured when it set `model` (none: never run).
+    pub model_choice: Option<ModelChoice>,
     /// Threads for one image's network passes (the image and its mirror run at once with two or
     /// more); default: the number of cores.
     pub inference_threads: Option<usize>,
@@ -69,6 +71,7 @@ impl Default for Config {
             max_file_mb: 64,
             model: "int8".into(),
             models_dir: None,
+            model_choice: None,
             inference_threads: None,
             oa_target_sensitivity: crate::pipeline::screening::DEFAULT_TARGET_SENSITIVITY,
             panel: PanelConfig::default(),
@@ -79,6 +82,63 @@ impl Default for Config {
             show_patient_identity: false,
         }
     }
+}
+
+/// The measurement behind the configured model, written by `kneescreen bench --choose`: the
+/// fastest variant that grades as fp32 does, on this device.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelChoice {
+    /// The variant chosen (what `model` was set to).
+    pub variant: String,
+    /// When it was measured (RFC 3339, UTC).
+    pub measured: String,
+    /// Threads one image's passes ran on.
+    pub threads: usize,
+    /// One whole analysis per variant that was measured, median wall time in ms.
+    pub image_ms: std::collections::BTreeMap<String, f64>,
+}
+
+impl ModelChoice {
+    /// In words for the status view, when the configured model is still the one chosen.
+    pub fn describe(&self, model: &str) -> Option<String> {
+        let ms = self.image_ms.get(&self.variant)?;
+        let day = self.measured.get(..10).unwrap_or(&self.measured);
+        (self.variant == model).then(|| format!("fastest here, {ms:.0} ms per image (bench {day})"))
+    }
+}
+
+/// Sets `model` to the chosen variant in the config file at `path` (created when missing) and
+/// records the measurement under `[model_choice]`, keeping the rest of the file as written. The
+/// result must still be a valid config, else the file is left as it was.
+pub fn record_model_choice(path: &Path, choice: &ModelChoice) -> Result<(), ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(ConfigError::Unreadable(path.to_path_buf(), e)),
+    };
+    let invalid = |msg: String| ConfigError::Invalid(path.to_path_buf(), msg);
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| invalid(format!("{e}")))?;
+    // The new value keeps the old one's spacing and comment.
+    let mut model = toml_edit::Value::from(choice.variant.as_str());
+    if let Some(old) = doc.get("model").and_then(toml_edit::Item::as_value) {
+        *model.decor_mut() = old.decor().clone();
+    }
+    doc["model"] = toml_edit::Item::Value(model);
+    let mut image_ms = toml_edit::InlineTable::new();
+    for (variant, ms) in &choice.image_ms {
+        image_ms.insert(variant, ((ms * 10.0).round() / 10.0).into());
+    }
+    let mut table = toml_edit::Table::new();
+    table["variant"] = toml_edit::value(choice.variant.as_str());
+    table["measured"] = toml_edit::value(choice.measured.as_str());
+    table["threads"] = toml_edit::value(choice.threads as i64);
+    table["image_ms"] = toml_edit::value(image_ms);
+    doc["model_choice"] = toml_edit::Item::Table(table);
+    let updated = doc.to_string();
+    Config::parse(&updated).map_err(|e| invalid(e.to_string()))?;
+    crate::store::atomic::write_atomic(path, updated.as_bytes())
+        .map_err(|e| ConfigError::Unreadable(path.to_path_buf(), e))
 }
 
 /// The push-button (GPIO) settings.
@@ -533,5 +593,65 @@ mod tests {
         let c = c.with_overrides(o).unwrap();
         assert_eq!(c.inboxes, vec![PathBuf::from("/b")]);
         assert_eq!(c.results, PathBuf::from("/r"));
+    }
+
+    fn choice(variant: &str) -> ModelChoice {
+        ModelChoice {
+            variant: variant.into(),
+            measured: "2026-12-02T10:00:00Z".into(),
+            threads: 4,
+            image_ms: [("fp32".to_string(), 61.23), ("int8".to_string(), 88.0)].into(),
+        }
+    }
+
+    #[test]
+    fn the_chosen_model_is_written_into_the_config_keeping_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kneescreen.toml");
+        let text = "# the clinic's own note\ninboxes = [\"/srv/in\"]\nmodel = \"int8\" # as shipped\n\n[web]\nlisten = \"127.0.0.1:8080\"\n";
+        std::fs::write(&path, text).unwrap();
+        record_model_choice(&path, &choice("fp32")).unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(written.contains("# the clinic's own note"), "{written}");
+        assert!(
+            written.contains("model = \"fp32\" # as shipped\n"),
+            "{written}"
+        );
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.model, "fp32");
+        assert_eq!(c.inboxes, vec![PathBuf::from("/srv/in")]);
+        assert_eq!(c.web.listen.port(), 8080);
+        let recorded = c.model_choice.unwrap();
+        assert_eq!(recorded.image_ms["fp32"], 61.2, "rounded to 0.1 ms");
+        assert_eq!(recorded.threads, 4);
+        // A second choice replaces the first.
+        record_model_choice(&path, &choice("int8")).unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(
+            (c.model.as_str(), c.model_choice.unwrap().variant.as_str()),
+            ("int8", "int8")
+        );
+    }
+
+    #[test]
+    fn a_missing_config_is_created_and_a_broken_one_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.toml");
+        record_model_choice(&path, &choice("fp32")).unwrap();
+        assert_eq!(Config::load(Some(&path)).unwrap().model, "fp32");
+        for broken in ["model = ", "colour = \"blue\"\n"] {
+            std::fs::write(&path, broken).unwrap();
+            let e = record_model_choice(&path, &choice("fp32")).unwrap_err();
+            assert!(matches!(e, ConfigError::Invalid(..)), "{e}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), broken);
+        }
+    }
+
+    #[test]
+    fn the_status_names_the_choice_only_while_it_is_the_configured_model() {
+        let c = choice("fp32");
+        let said = c.describe("fp32").unwrap();
+        assert_eq!(said, "fastest here, 61 ms per image (bench 2026-12-02)");
+        assert_eq!(c.describe("int8"), None, "changed by hand since");
     }
 }

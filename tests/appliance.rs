@@ -872,3 +872,74 @@ fn the_console_calibrates_to_the_clinicians_grades_and_goes_back() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `bench --choose` sets the configured model to the fastest variant that grades the drawn
+/// knees as fp32 does, keeps the rest of the clinic's config, and the running appliance's
+/// status says why that variant runs.
+#[test]
+fn bench_choose_sets_the_model_and_the_status_says_why() {
+    if util::emulated("bench_choose_sets_the_model_and_the_status_says_why") {
+        return;
+    }
+    let s = setup();
+    let original = fs::read_to_string(&s.config).unwrap();
+    fs::write(&s.config, format!("# the clinic's note\n{original}")).unwrap();
+    let config = s.config.to_str().unwrap();
+    let out = kneescreen()
+        .args([
+            "bench",
+            "--choose",
+            "--json",
+            "--runs",
+            "1",
+            "--agreement-knees",
+            "3",
+        ])
+        .args(["--config", config])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let models = report["models"].as_array().unwrap();
+    let agreeing = models.iter().filter(|m| {
+        let a = &m["agreement"];
+        assert_eq!(a["knees"], 3, "{m}");
+        a["same_grade"] == a["knees"]
+    });
+    let fastest = agreeing
+        .min_by(|a, b| {
+            a["image_ms"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["image_ms"].as_f64().unwrap())
+        })
+        .expect("fp32 always agrees with itself");
+    let chosen = fastest["name"].as_str().unwrap();
+    let text = fs::read_to_string(&s.config).unwrap();
+    assert!(text.starts_with("# the clinic's note\n"), "{text}");
+    let c = kneescreen::config::Config::load(Some(&s.config)).unwrap();
+    assert_eq!(c.model, chosen);
+    assert_eq!(c.inboxes, vec![s.inbox.clone()]);
+    let recorded = c.model_choice.expect("the measurement is recorded");
+    assert_eq!(recorded.image_ms.len(), models.len());
+    assert!(
+        stderr(&out).contains(&format!("chose {chosen}")),
+        "{}",
+        stderr(&out)
+    );
+
+    let log = s.results.with_extension("log");
+    let (mut child, a) = spawn_with_console(&s, &log);
+    let status = get(a, "/api/status").json();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        status["model"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("({chosen})")),
+        "{status}"
+    );
+    let why = status["model_choice"].as_str().unwrap_or_default();
+    assert!(why.starts_with("fastest here, "), "{status}");
+}

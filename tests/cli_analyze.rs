@@ -271,10 +271,19 @@ fn bench_reports_every_model_and_its_passes() {
         kneescreen::pipeline::model::Card::load(&kneescreen::pipeline::model::default_models_dir())
             .unwrap();
     let models = report["models"].as_array().unwrap();
-    assert_eq!(models.len(), card.models.len());
+    let variants = kneescreen::pipeline::model::runnable_variants(&card);
+    let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, variants);
+    assert_eq!(
+        report["cpu_has_fp16"],
+        kneescreen::pipeline::model::cpu_has_fp16()
+    );
     for m in models {
         let passes = if card.flip_average { 2 } else { 1 };
         assert_eq!(m["passes"], passes, "{m}");
+        assert!(m["agreement"].is_null(), "compared only when asked: {m}");
+        let kernels = m["kernels"].as_object().unwrap();
+        assert!(!kernels.is_empty(), "the kernels tract selected: {m}");
         for stage in ["decode", "preprocess", "inference", "cam", "overlay"] {
             assert!(
                 m["stages_ms"][stage].as_f64().unwrap() > 0.0,

@@ -11,7 +11,7 @@ use image::GrayImage;
 
 use kneescreen::pipeline::cam;
 use kneescreen::pipeline::decode::{decode_gray, Limits};
-use kneescreen::pipeline::model::{default_models_dir, Card, Classifier, ModelError};
+use kneescreen::pipeline::model::{self, default_models_dir, Card, Classifier, ModelError};
 use kneescreen::pipeline::preprocess;
 use serde_json::Value;
 use tract_onnx::prelude::*;
@@ -304,4 +304,95 @@ fn only_a_signed_models_folder_is_loaded_and_records_name_the_signer() {
     // Not signed at all.
     fs::remove_file(copy.path().join("card.json.sig")).unwrap();
     refused("is not signed");
+}
+
+/// Probability tolerance of the half-precision variant against onnxruntime's fp32: f16 keeps
+/// about three significant digits through some fifty layers.
+const FP16_TOLERANCE: f32 = 0.03;
+
+/// The half-precision variant: refused with its reason on a CPU without half-precision
+/// arithmetic; where the CPU has it (CI runs this under qemu as a Cortex-A76), tract runs its
+/// f16 kernels and every fixture gets fp32's grade.
+#[test]
+fn fp16_runs_where_the_cpu_has_half_precision_and_grades_as_fp32() {
+    let dir = default_models_dir();
+    let card = Card::load(&dir).unwrap();
+    if !model::cpu_has_fp16() {
+        let e = Classifier::load(&dir, model::FP16).err().expect("refused");
+        assert!(matches!(e, ModelError::NoHalfPrecision), "{e}");
+        assert!(e.to_string().contains("half-precision"), "{e}");
+        assert!(!model::runnable_variants(&card).contains(&model::FP16.to_string()));
+        eprintln!(
+            "fp16: this CPU has no half-precision arithmetic, so only the refusal is checked \
+             here (CI checks the grades under qemu as a Cortex-A76)"
+        );
+        return;
+    }
+    assert!(model::runnable_variants(&card).contains(&model::FP16.to_string()));
+    let half = Classifier::load(&dir, model::FP16).expect("fp16 loads");
+    assert!(half.is_half_precision());
+    let kernels = half.kernels();
+    eprintln!("fp16 kernels: {kernels:?}");
+    assert!(kernels.keys().any(|k| k.contains("f16")), "{kernels:?}");
+    let e = expected();
+    for (name, want) in e["images"].as_object().unwrap() {
+        let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
+        let gray = decode_gray(&bytes, &Limits::default()).unwrap();
+        let out = half.classify(&preprocess::preprocess(&gray)).unwrap();
+        let what = format!("fp16 {name}");
+        let want = &want["fp32"]["flip_average"];
+        assert_matches(out.top(), &out.probabilities, want, FP16_TOLERANCE, &what);
+    }
+}
+
+/// The matrix kernels tract selects for the shipped models on this CPU (`kneescreen bench`
+/// prints them too): its own for this architecture, not a portable fallback.
+#[test]
+fn tract_runs_this_architectures_kernels() {
+    let dir = default_models_dir();
+    for variant in ["fp32", "int8"] {
+        let kernels = Classifier::load(&dir, variant).unwrap().kernels();
+        eprintln!("{variant} kernels: {kernels:?}");
+        let prefix = if cfg!(target_arch = "aarch64") {
+            "arm64"
+        } else {
+            "avx"
+        };
+        assert!(
+            kernels
+                .keys()
+                .all(|k| k.contains(prefix) || k.contains("fma")),
+            "{variant}: {kernels:?}"
+        );
+    }
+}
+
+/// With threads beyond one per view, each pass's matrix products are split over a pool
+/// (`multithread-mm`): the grades and logits are those of one thread.
+#[test]
+fn threads_split_the_work_without_changing_the_result() {
+    let dir = default_models_dir();
+    let mut one = Classifier::load(&dir, "fp32").unwrap();
+    one.set_threads(1);
+    let mut four = Classifier::load(&dir, "fp32").unwrap();
+    four.set_threads(4);
+    assert_eq!((one.pass_threads(), four.pass_threads()), (1, 2));
+    let e = expected();
+    for name in e["images"].as_object().unwrap().keys() {
+        let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
+        let input = preprocess::preprocess(&decode_gray(&bytes, &Limits::default()).unwrap());
+        let (a, b) = (
+            one.classify(&input).unwrap(),
+            four.classify(&input).unwrap(),
+        );
+        assert!(b.mirrored.is_some());
+        for (x, y) in a.logits.iter().zip(&b.logits) {
+            assert!(
+                (x - y).abs() < 1e-4,
+                "{name}: {:?} vs {:?}",
+                a.logits,
+                b.logits
+            );
+        }
+    }
 }

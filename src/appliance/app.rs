@@ -71,6 +71,8 @@ where
         };
         let mut state = ViewState::default();
         state.status.model = format!("{} ({})", classifier.card().name, classifier.variant);
+        state.status.model_choice =
+            (config.model_choice.as_ref()).and_then(|choice| choice.describe(&classifier.variant));
         state.status.head = classifier.head_id().name;
         state.status.processed = journal.len() as u64;
         state.status.rejected = journal

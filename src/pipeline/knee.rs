@@ -47,7 +47,9 @@ pub fn grade(
     t: &mut Timings,
 ) -> Result<GradedKnee, ModelError> {
     let t0 = Instant::now();
-    let network_input = preprocess::preprocess(crop);
+    // The 224×224 frame serves both the network input and the heatmap picture.
+    let frame = preprocess::resize_to_input(crop);
+    let network_input = preprocess::from_input_frame(&frame);
     t.preprocess += ms(t0);
 
     let t0 = Instant::now();
@@ -60,7 +62,7 @@ pub fn grade(
     t.cam += ms(t0);
 
     let t0 = Instant::now();
-    let (overlay, roi) = overlay::overlay_image(crop, &grid)?;
+    let (overlay, roi) = overlay::overlay_image(&frame, &grid)?;
     t.overlay += ms(t0);
 
     let card = classifier.card();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::pipeline::digest::sha256_hex;
 use serde::{Deserialize, Serialize};
 use tract_onnx::pb::{ModelProto, TensorProto};
+use tract_onnx::prelude::multithread::{self, Executor};
 use tract_onnx::prelude::*;
 
 use crate::pipeline::cam::{self, CamError, FeatureMap};
@@ -41,6 +42,9 @@ pub enum ModelError {
     /// `--model` named a variant the card does not list.
     #[error("the model card lists no model {0:?} (it has: {1})")]
     UnknownVariant(String, String),
+    /// The half-precision variant was asked for on a CPU without half-precision arithmetic.
+    #[error("the {FP16} model needs a CPU with half-precision arithmetic (asimdhp, e.g. the Cortex-A76 of a Raspberry Pi 5); this one has none: use int8 or fp32")]
+    NoHalfPrecision,
     /// The ONNX file is missing or unreadable.
     #[error("cannot read the model file {path}: {source}")]
     FileUnreadable {
@@ -304,6 +308,27 @@ impl Classification {
 
 type Plan = TypedSimplePlan;
 
+/// The variant that runs the card's fp32 file in half precision (translated when it is loaded):
+/// offered on CPUs with half-precision arithmetic only.
+pub const FP16: &str = "fp16";
+
+/// The card variant whose file the half-precision variant translates.
+const FP16_SOURCE: &str = "fp32";
+
+/// True when tract has half-precision kernels for this CPU (aarch64 with `asimdhp`).
+pub fn cpu_has_fp16() -> bool {
+    tract_linalg::has_fp16()
+}
+
+/// The variants this machine can run: the card's, and fp16 where the CPU has it.
+pub fn runnable_variants(card: &Card) -> Vec<String> {
+    let mut names: Vec<String> = card.models.keys().cloned().collect();
+    if cpu_has_fp16() && card.models.contains_key(FP16_SOURCE) {
+        names.push(FP16.to_string());
+    }
+    names
+}
+
 /// A loaded, optimised model with its head weights and card.
 pub struct Classifier {
     plan: std::sync::Arc<Plan>,
@@ -315,11 +340,16 @@ pub struct Classifier {
     pub sha256: String,
     /// Who signed the card that names this model file (`None`: a file given by path).
     pub signer: Option<String>,
+    /// The network runs in half precision (the fp16 variant): inputs and outputs are f16.
+    half: bool,
     features_index: usize,
     logits_index: usize,
     /// Threads for one image's network passes: with two or more, the image and its mirror run
     /// at the same time.
     threads: usize,
+    /// The pool that splits one pass's matrix products, when there are threads beyond one per
+    /// view (`None`: each pass runs on its own thread).
+    pass_pool: Option<Executor>,
     /// The OA call's threshold on P(KL ≥ 2), when the card (or the site head) has a ROC.
     oa_call: Option<OperatingPoint>,
     /// The clinic's calibrated head, when one is active and was fitted on this backbone.
@@ -335,7 +365,12 @@ impl Classifier {
     /// Loads `which` ("int8", "fp32", or a path to an ONNX file with the card's layout) from `dir`.
     pub fn load(dir: &Path, which: &str) -> Result<Classifier, ModelError> {
         let card = Card::load(dir)?;
-        let (file, expected, oa_roc) = match card.models.get(which) {
+        let half = which == FP16;
+        if half && !cpu_has_fp16() {
+            return Err(ModelError::NoHalfPrecision);
+        }
+        let listed = if half { FP16_SOURCE } else { which };
+        let (file, expected, oa_roc) = match card.models.get(listed) {
             Some(m) => (dir.join(&m.file), Some(m.sha256.clone()), m.oa_roc.clone()),
             None if which.ends_with(".onnx") => (PathBuf::from(which), None, None),
             None => {
@@ -375,7 +410,12 @@ impl Classifier {
         };
         let features_index = output_index(&card.outputs.features.name)?;
         let logits_index = output_index(&card.outputs.logits.name)?;
-        let plan = model.into_optimized()?.into_runnable()?;
+        let mut typed = model.into_typed()?;
+        if half {
+            typed = typed.into_decluttered()?;
+            to_half_precision(&mut typed, features_index)?;
+        }
+        let plan = typed.into_optimized()?.into_runnable()?;
         // A head fitted on another backbone (the other variant) does not apply to this one.
         let site = site_head::load_active(dir)?.filter(|s| s.stored.backbone_sha256 == sha256);
         let oa_roc = site.as_ref().map(|s| s.stored.oa_roc.clone()).or(oa_roc);
@@ -387,14 +427,17 @@ impl Classifier {
             signer: expected_signer,
             file,
             sha256,
+            half,
             features_index,
             logits_index,
-            threads: default_threads(),
+            threads: 1,
+            pass_pool: None,
             oa_call: oa_roc
                 .map(|roc| screening::operating_point(&roc, DEFAULT_TARGET_SENSITIVITY))
                 .transpose()?,
             site: None,
         };
+        classifier.set_threads(default_threads());
         // The self-test checks the shipped head against the model's own logits.
         classifier.self_test()?;
         classifier.site = site;
@@ -470,9 +513,31 @@ impl Classifier {
         Ok(())
     }
 
-    /// Sets the threads one image's passes may use (0 is taken as 1).
+    /// Sets the threads one image's passes may use (0 is taken as 1): the image and its mirror
+    /// run at once from two; the threads beyond one per view split each pass's matrix products.
     pub fn set_threads(&mut self, threads: usize) {
         self.threads = threads.max(1);
+        let pass_threads = self.pass_threads();
+        self.pass_pool = (pass_threads > 1).then(|| Executor::multithread(self.threads));
+    }
+
+    /// How many views (the image, its mirror) run at the same time.
+    fn views_at_once(&self) -> usize {
+        if self.card.flip_average && self.threads > 1 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Threads one network pass uses while the other views run beside it.
+    pub fn pass_threads(&self) -> usize {
+        (self.threads / self.views_at_once()).max(1)
+    }
+
+    /// Whether the network runs in half precision (the fp16 variant).
+    pub fn is_half_precision(&self) -> bool {
+        self.half
     }
 
     /// Classifies the network input image (`preprocess::preprocess`), as the card says: one pass,
@@ -485,7 +550,7 @@ impl Classifier {
             .then(|| image::imageops::flip_horizontal(network_input));
         let (image, mirrored) = match &flipped {
             // Both views at once: the mirror on a second thread.
-            Some(flipped) if self.threads > 1 => std::thread::scope(|scope| {
+            Some(flipped) if self.views_at_once() > 1 => std::thread::scope(|scope| {
                 let mirror = scope.spawn(|| pass(flipped));
                 let image = pass(network_input);
                 let mirror = mirror
@@ -530,11 +595,13 @@ impl Classifier {
 
     /// Runs the network once on a preprocessed input (`preprocess::to_network_input`).
     pub fn infer(&self, input: &[f32]) -> Result<Inference, ModelError> {
-        let s = INPUT_SIZE as usize;
-        let tensor = tract_ndarray::Array4::from_shape_vec((1, s, s, 3), input.to_vec())
-            .map_err(|e| ModelError::Tract(format!("input of the wrong size: {e}")))?;
-        let outputs = self.plan.run(tvec!(Tensor::from(tensor).into()))?;
-        let features_t = &outputs[self.features_index];
+        let tensor = self.input_tensor(input)?;
+        let run = || self.plan.run(tvec!(tensor.into()));
+        let outputs = match &self.pass_pool {
+            Some(pool) => multithread::multithread_tract_scope(pool.clone(), run)?,
+            None => run()?,
+        };
+        let features_t = outputs[self.features_index].cast_to::<f32>()?;
         let shape = features_t.shape().to_vec();
         if shape.len() != 4 {
             return Err(ModelError::Tract(format!(
@@ -547,6 +614,7 @@ impl Classifier {
             .copied()
             .collect();
         let logits: Vec<f32> = outputs[self.logits_index]
+            .cast_to::<f32>()?
             .to_plain_array_view::<f32>()?
             .iter()
             .copied()
@@ -559,6 +627,40 @@ impl Classifier {
             feature_width: shape[2],
             feature_channels: shape[3],
         })
+    }
+
+    /// The network's input tensor from a preprocessed input (f16 for the half-precision variant).
+    fn input_tensor(&self, input: &[f32]) -> Result<Tensor, ModelError> {
+        let s = INPUT_SIZE as usize;
+        let tensor = tract_ndarray::Array4::from_shape_vec((1, s, s, 3), input.to_vec())
+            .map_err(|e| ModelError::Tract(format!("input of the wrong size: {e}")))?;
+        let tensor = Tensor::from(tensor);
+        Ok(match self.half {
+            true => tensor.cast_to::<f16>()?.into_owned(),
+            false => tensor,
+        })
+    }
+
+    /// One pass on one thread, timed operation by operation: per kind of operation (tract's
+    /// name for it), how many ran and their total milliseconds. Where a pass's time goes.
+    pub fn profile(
+        &self,
+        input: &[f32],
+    ) -> Result<std::collections::BTreeMap<String, (usize, f64)>, ModelError> {
+        let mut per_op = std::collections::BTreeMap::<String, (usize, f64)>::new();
+        let mut state = self.plan.spawn()?;
+        state.run_plan_with_eval(
+            tvec!(self.input_tensor(input)?.into()),
+            |ctx, op_state, node, inputs| {
+                let started = std::time::Instant::now();
+                let outputs = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
+                let entry = per_op.entry(node.op().name().to_string()).or_default();
+                entry.0 += 1;
+                entry.1 += started.elapsed().as_secs_f64() * 1e3;
+                outputs
+            },
+        )?;
+        Ok(per_op)
     }
 
     /// Recomputes the logits from the feature map through the head read from the file: if they
@@ -582,6 +684,55 @@ impl Classifier {
             return Err(ModelError::SelfTest(self.file.display().to_string(), diff));
         }
         Ok(())
+    }
+}
+
+/// Translates the backbone to half precision, up to and including the node that gives the
+/// feature map; the head after it stays in f32, so the logits are the shipped head applied to
+/// the (half-precision) features, which is what Grad-CAM differentiates.
+fn to_half_precision(model: &mut TypedModel, features_index: usize) -> Result<(), ModelError> {
+    let features = model.output_outlets()?[features_index].node;
+    let mut head = std::collections::HashSet::new();
+    let mut next: Vec<usize> = model
+        .node(features)
+        .outputs
+        .iter()
+        .flat_map(|o| o.successors.iter().map(|i| i.node))
+        .collect();
+    while let Some(id) = next.pop() {
+        if head.insert(id) {
+            next.extend(
+                model
+                    .node(id)
+                    .outputs
+                    .iter()
+                    .flat_map(|o| o.successors.iter().map(|i| i.node)),
+            );
+        }
+    }
+    let translator = tract_onnx::tract_core::floats::FloatPrecisionTranslator::with_filter(
+        f32::datum_type(),
+        f16::datum_type(),
+        move |node| !head.contains(&node.id),
+    );
+    model.transform(&translator)?;
+    Ok(())
+}
+
+impl Classifier {
+    /// The matrix-multiplication kernels tract selected for this model on this CPU, with how
+    /// many operations use each (e.g. `arm64fp16_mmm_f16_16x8_gen`, `avx2_mmm_f32_16x6`).
+    pub fn kernels(&self) -> std::collections::BTreeMap<String, usize> {
+        use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+        let mut kernels = std::collections::BTreeMap::new();
+        for node in self.plan.model().nodes() {
+            if let Some(op) = node.op_as::<OptMatMul>() {
+                for mmm in &op.mmm {
+                    *kernels.entry(mmm.name().to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        kernels
     }
 }
 

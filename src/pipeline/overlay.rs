@@ -5,22 +5,22 @@
 use image::{GrayImage, Rgb, RgbImage};
 
 use crate::pipeline::cam::{self, CamError, CamGrid, ROI_THRESHOLD};
-use crate::pipeline::preprocess::{self, CROP_BOTTOM, CROP_TOP, INPUT_SIZE};
+use crate::pipeline::preprocess::{CROP_BOTTOM, CROP_TOP, INPUT_SIZE};
 use crate::record::{Concern, Knee, Roi};
 
 /// How strongly the heatmap is blended over the X-ray.
 const HEAT_ALPHA: f32 = 0.45;
 
-/// The X-ray resized to the model's 224×224 frame, dimmed outside the band the model sees
-/// (rows 60..164), with the Grad-CAM heatmap over that band and the ROI outlined.
+/// The X-ray in the model's 224×224 frame (`preprocess::resize_to_input`), dimmed outside the
+/// band the model sees (rows 60..164), with the Grad-CAM heatmap over that band and the ROI
+/// outlined.
 pub fn overlay_image(
-    gray: &GrayImage,
+    frame: &GrayImage,
     grid: &CamGrid,
 ) -> Result<(RgbImage, Option<Roi>), CamError> {
-    let frame = preprocess::resize_to_input(gray);
     let band_h = CROP_BOTTOM - CROP_TOP;
     let heat = cam::upsample(grid, INPUT_SIZE, band_h);
-    let band = image::imageops::crop_imm(&frame, 0, CROP_TOP, INPUT_SIZE, band_h).to_image();
+    let band = image::imageops::crop_imm(frame, 0, CROP_TOP, INPUT_SIZE, band_h).to_image();
     let mut band_rgb = cam::overlay(&band, &heat, HEAT_ALPHA)?;
     cam::draw_roi_outline(&mut band_rgb, &heat, ROI_THRESHOLD)?;
     let mut out = RgbImage::from_fn(INPUT_SIZE, INPUT_SIZE, |x, y| {

@@ -32,8 +32,13 @@ const COEF_SCALE: f32 = 2048.0;
 
 /// The full contract: any 8-bit grey image → the 224×224 equalised network input.
 pub fn preprocess(src: &GrayImage) -> GrayImage {
-    let square = resize_to_input(src);
-    let band = image::imageops::crop_imm(&square, 0, CROP_TOP, INPUT_SIZE, CROP_BOTTOM - CROP_TOP)
+    from_input_frame(&resize_to_input(src))
+}
+
+/// The contract after its first step: the 224×224 frame (`resize_to_input`) → the equalised
+/// network input. The frame is also what the result pictures are drawn on.
+pub fn from_input_frame(square: &GrayImage) -> GrayImage {
+    let band = image::imageops::crop_imm(square, 0, CROP_TOP, INPUT_SIZE, CROP_BOTTOM - CROP_TOP)
         .to_image();
     let stretched = resize_linear(&band, INPUT_SIZE, INPUT_SIZE);
     equalize_hist(&stretched)

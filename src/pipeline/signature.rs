@@ -49,6 +49,7 @@ impl TrustedKey {
 
 /// The keys compiled into this binary for models folders.
 pub fn project_keys() -> Vec<TrustedKey> {
+    #[cfg_attr(not(debug_assertions), allow(unused_mut))]
     let mut keys = vec![PROJECT_KEY];
     #[cfg(debug_assertions)]
     keys.push(TEST_KEY);

@@ -12,9 +12,12 @@ use crate::pipeline;
 use crate::pipeline::decode::limits::Limits;
 use crate::pipeline::digest::sha256_hex;
 use crate::pipeline::localise;
-use crate::pipeline::model::{Card, Classifier, KneeFeatures};
-use crate::pipeline::preprocess::INPUT_SIZE;
+use crate::pipeline::model::{self, runnable_variants, Card, Classifier, KneeFeatures};
+use crate::pipeline::preprocess::{self, INPUT_SIZE};
 use crate::tools::synthetic;
+
+/// The variant every other one is compared with.
+pub const REFERENCE: &str = "fp32";
 
 #[derive(Debug, Serialize)]
 pub struct StageMedians {
@@ -28,6 +31,25 @@ pub struct StageMedians {
     pub overlay: f64,
 }
 
+/// How a variant's grades compare with fp32's on the same drawn knees.
+#[derive(Debug, Clone, Serialize)]
+pub struct Agreement {
+    pub knees: usize,
+    /// Knees given the same KL grade as fp32 gives them.
+    pub same_grade: usize,
+    /// The largest difference of any grade's probability from fp32's.
+    pub max_probability_difference: f32,
+}
+
+impl Agreement {
+    pub fn fraction(&self) -> f64 {
+        self.same_grade as f64 / self.knees.max(1) as f64
+    }
+}
+
+/// The share of knees a variant must grade as fp32 does to be chosen.
+pub const MIN_AGREEMENT: f64 = 0.99;
+
 #[derive(Debug, Serialize)]
 pub struct ModelBench {
     pub name: String,
@@ -37,6 +59,13 @@ pub struct ModelBench {
     pub passes: usize,
     /// Threads one image's passes ran on (the image and its mirror at once with two or more).
     pub threads: usize,
+    /// Threads each pass's matrix products were split over.
+    pub pass_threads: usize,
+    /// The matrix-multiplication kernels tract selected on this CPU, with how many operations
+    /// use each.
+    pub kernels: std::collections::BTreeMap<String, usize>,
+    /// Grades against fp32's on drawn knees (`None` when not measured).
+    pub agreement: Option<Agreement>,
     /// One network pass alone.
     pub pass_ms: f64,
     /// One whole analysis (decode to record), wall time.
@@ -47,6 +76,8 @@ pub struct ModelBench {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub runs: usize,
+    /// Whether this CPU has half-precision arithmetic (then the fp16 variant is measured too).
+    pub cpu_has_fp16: bool,
     /// Fitting a site head to 400 knees' features (seeded synthetic ones): the whole
     /// `calibrate` after feature extraction, i.e. 5-fold cross-validation and the final fit, on
     /// one thread; median of up to 3 runs.
@@ -59,11 +90,14 @@ pub struct Report {
 impl Report {
     pub fn to_text(&self) -> String {
         let mut s = format!("median of {} runs, input {}\n", self.runs, self.input);
-        s += "model   load ms    pass   image  passes threads  decode  localize  preproc  inference     cam  overlay  (ms)\n";
+        s += "model   load ms    pass   image  passes threads  decode  localize  preproc  inference     cam  overlay  (ms)  same grade as fp32\n";
         for m in &self.models {
             let t = &m.stages_ms;
+            let agreement = m.agreement.as_ref().map_or("-".to_string(), |a| {
+                format!("{}/{} knees", a.same_grade, a.knees)
+            });
             s += &format!(
-                "{:<6} {:>8.1} {:>7.2} {:>7.2} {:>7} {:>7} {:>7.2} {:>9.2} {:>8.2} {:>10.2} {:>7.2} {:>8.2}\n",
+                "{:<6} {:>8.1} {:>7.2} {:>7.2} {:>7} {:>7} {:>7.2} {:>9.2} {:>8.2} {:>10.2} {:>7.2} {:>8.2}        {}\n",
                 m.name,
                 m.load_ms,
                 m.pass_ms,
@@ -75,8 +109,17 @@ impl Report {
                 t.preprocess,
                 t.inference,
                 t.cam,
-                t.overlay
+                t.overlay,
+                agreement
             );
+        }
+        s += "kernels:\n";
+        for m in &self.models {
+            let kernels: Vec<String> = m.kernels.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+            s += &format!("  {:<6} {}\n", m.name, kernels.join(", "));
+        }
+        if !self.cpu_has_fp16 {
+            s += "fp16: not measured, this CPU has no half-precision arithmetic\n";
         }
         s += &format!(
             "site head fit, 400 knees (cross-validation + final fit): {:.0} ms\n",
@@ -142,11 +185,80 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
     (out, t.elapsed().as_secs_f64() * 1e3)
 }
 
-/// Benchmarks every model listed in the card in `dir`; `threads` overrides the classifier's
-/// default (every core).
-pub fn run(dir: &Path, runs: usize, threads: Option<usize>) -> anyhow::Result<Report> {
+/// `n` drawn knee joints of varied size, position, side and grain, as network inputs: what
+/// the variants' grades are compared on, on the device itself.
+pub fn agreement_knees(n: usize) -> Vec<image::GrayImage> {
+    (0..n)
+        .map(|i| {
+            let k = i as f32;
+            let size = 224.0 * (0.8 + 0.6 * ((k * 0.37) % 1.0));
+            let (dx, dy) = (
+                20.0 * ((k * 0.61) % 1.0 - 0.5),
+                20.0 * ((k * 0.23) % 1.0 - 0.5),
+            );
+            let film = synthetic::knee_film(
+                224,
+                224,
+                &[(112.0 + dx, 112.0 + dy, size, i % 2 == 1)],
+                i as u32 + 1,
+            );
+            preprocess::preprocess(&film)
+        })
+        .collect()
+}
+
+/// Grades `knees` with `variant` and with `reference` (fp32) and counts where they agree.
+pub fn agreement(
+    reference: &Classifier,
+    variant: &Classifier,
+    knees: &[image::GrayImage],
+) -> anyhow::Result<Agreement> {
+    let mut same_grade = 0;
+    let mut max_probability_difference = 0.0f32;
+    for knee in knees {
+        let (a, b) = (reference.classify(knee)?, variant.classify(knee)?);
+        same_grade += usize::from(a.top().0 == b.top().0);
+        for (p, q) in a.probabilities.iter().zip(&b.probabilities) {
+            max_probability_difference = max_probability_difference.max((p - q).abs());
+        }
+    }
+    Ok(Agreement {
+        knees: knees.len(),
+        same_grade,
+        max_probability_difference,
+    })
+}
+
+/// The variant `bench --choose` picks: the fastest per image among those that grade the drawn
+/// knees as fp32 does (at least `MIN_AGREEMENT`); `None` when none was compared.
+pub fn fastest_agreeing(report: &Report) -> Option<&ModelBench> {
+    report
+        .models
+        .iter()
+        .filter(|m| {
+            m.agreement
+                .as_ref()
+                .is_some_and(|a| a.fraction() >= MIN_AGREEMENT)
+        })
+        .min_by(|a, b| a.image_ms.total_cmp(&b.image_ms))
+}
+
+/// Benchmarks every model this machine can run (the card's, and fp16 where the CPU has it) in
+/// `dir`; `threads` overrides the classifier's default (every core). With `agreement_knees`,
+/// each variant's grades are compared with fp32's on that many drawn knees.
+pub fn run(
+    dir: &Path,
+    runs: usize,
+    threads: Option<usize>,
+    agreement_knees: usize,
+) -> anyhow::Result<Report> {
     let runs = runs.max(1);
     let card = Card::load(dir)?;
+    let knees = self::agreement_knees(agreement_knees);
+    let reference = match agreement_knees {
+        0 => None,
+        _ => Some(Classifier::load(dir, REFERENCE)?),
+    };
     let png = synthetic_png(1024);
     let sha256 = sha256_hex(&png);
     let limits = Limits::default();
@@ -158,12 +270,21 @@ pub fn run(dir: &Path, runs: usize, threads: Option<usize>) -> anyhow::Result<Re
     let pass_input = vec![0.5f32; (INPUT_SIZE * INPUT_SIZE * 3) as usize];
     let mut models = Vec::new();
     let mut site_head_fit_ms = Vec::new();
-    for name in card.models.keys() {
-        let (classifier, load_ms) = time(|| Classifier::load(dir, name));
+    for name in runnable_variants(&card) {
+        let (classifier, load_ms) = time(|| Classifier::load(dir, &name));
         let mut classifier = classifier?;
         if let Some(threads) = threads {
             classifier.set_threads(threads);
         }
+        let agreement = match &reference {
+            Some(_) if name == REFERENCE => Some(Agreement {
+                knees: knees.len(),
+                same_grade: knees.len(),
+                max_probability_difference: 0.0,
+            }),
+            Some(reference) => Some(self::agreement(reference, &classifier, &knees)?),
+            None => None,
+        };
         // The appliance's own analysis, which times each stage itself.
         let mut t: [Vec<f64>; 6] = Default::default();
         let mut passes = Vec::new();
@@ -208,11 +329,14 @@ pub fn run(dir: &Path, runs: usize, threads: Option<usize>) -> anyhow::Result<Re
         }
         let [decode, preprocess, inference, cam, overlay, image_ms] = t.map(median);
         models.push(ModelBench {
-            name: name.clone(),
+            name,
             file: classifier.file.display().to_string(),
             load_ms,
             passes: if card.flip_average { 2 } else { 1 },
             threads: classifier.threads(),
+            pass_threads: classifier.pass_threads(),
+            kernels: classifier.kernels(),
+            agreement,
             pass_ms: median(passes),
             image_ms,
             stages_ms: StageMedians {
@@ -227,10 +351,77 @@ pub fn run(dir: &Path, runs: usize, threads: Option<usize>) -> anyhow::Result<Re
     }
     Ok(Report {
         runs,
+        cpu_has_fp16: model::cpu_has_fp16(),
         site_head_fit_ms: median(site_head_fit_ms),
         input: "a drawn 1024×1024 knee joint crop, 8-bit PNG; localisation: a drawn 2500×2000 \
                 bilateral radiograph"
             .into(),
         models,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(name: &str, image_ms: f64, same_grade: Option<usize>) -> ModelBench {
+        ModelBench {
+            name: name.into(),
+            file: String::new(),
+            load_ms: 0.0,
+            passes: 2,
+            threads: 2,
+            pass_threads: 1,
+            kernels: Default::default(),
+            agreement: same_grade.map(|same_grade| Agreement {
+                knees: 100,
+                same_grade,
+                max_probability_difference: 0.0,
+            }),
+            pass_ms: image_ms / 2.0,
+            image_ms,
+            stages_ms: StageMedians {
+                decode: 0.0,
+                localize: 0.0,
+                preprocess: 0.0,
+                inference: 0.0,
+                cam: 0.0,
+                overlay: 0.0,
+            },
+        }
+    }
+
+    fn report(models: Vec<ModelBench>) -> Report {
+        Report {
+            runs: 1,
+            cpu_has_fp16: false,
+            site_head_fit_ms: 0.0,
+            input: String::new(),
+            models,
+        }
+    }
+
+    #[test]
+    fn the_fastest_variant_that_grades_as_fp32_is_chosen() {
+        let r = report(vec![
+            measured("fp32", 60.0, Some(100)),
+            measured("int8", 40.0, Some(99)),
+            measured("fp16", 30.0, Some(98)),
+        ]);
+        assert_eq!(
+            fastest_agreeing(&r).unwrap().name,
+            "int8",
+            "fp16 disagrees on 2 %"
+        );
+        let r = report(vec![
+            measured("fp32", 60.0, Some(100)),
+            measured("int8", 80.0, Some(100)),
+        ]);
+        assert_eq!(fastest_agreeing(&r).unwrap().name, "fp32");
+        let r = report(vec![measured("fp32", 60.0, None)]);
+        assert!(
+            fastest_agreeing(&r).is_none(),
+            "nothing compared, nothing chosen"
+        );
+    }
 }

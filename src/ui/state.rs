@@ -97,6 +97,9 @@ impl Study {
 pub struct StatusInfo {
     /// Model name and variant, e.g. "kneekl-mnv2 int8".
     pub model: String,
+    /// Why this variant: what `kneescreen bench --choose` measured on this device, while the
+    /// configured model is still the one it chose.
+    pub model_choice: Option<String>,
     /// The head that grades: "shipped", or the site head's file (`site-heads/<file>`).
     pub head: String,
     /// Inputs found but not analysed yet.

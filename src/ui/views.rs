@@ -479,13 +479,16 @@ pub fn status<D: DrawTarget<Color = Rgb565>>(
         Some(b) => (bytes(b), colour::TEXT),
         None => ("unknown".to_string(), colour::WARN),
     };
-    let mut rows = vec![
-        ("Model", model.to_string(), colour::TEXT),
+    let mut rows = vec![("Model", model.to_string(), colour::TEXT)];
+    if let Some(choice) = &st.model_choice {
+        rows.push(("Chosen", choice.clone(), colour::TEXT));
+    }
+    rows.extend([
         ("Queue", format!("{} waiting", st.queue), colour::TEXT),
         ("Processed", st.processed.to_string(), colour::TEXT),
         ("Rejected", st.rejected.to_string(), colour::TEXT),
         ("Free disk", disk, disk_colour),
-    ];
+    ]);
     if let Some(node) = &st.dicom {
         let listening = node.listening.as_deref().unwrap_or("not listening");
         let line = format!("{listening}, {} received", node.received);
