@@ -930,7 +930,12 @@ fn bench_choose_sets_the_model_and_the_status_says_why() {
 
     let log = s.results.with_extension("log");
     let (mut child, a) = spawn_with_console(&s, &log);
-    let status = get(a, "/api/status").json();
+    // The console answers while the model is still loading: wait for it.
+    let mut status = Value::Null;
+    wait_for("the model in the status", Duration::from_secs(60), || {
+        status = get(a, "/api/status").json();
+        status["model"] != ""
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
