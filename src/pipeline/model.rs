@@ -663,6 +663,21 @@ impl Classifier {
         Ok(per_op)
     }
 
+    /// The matrix-multiplication kernels tract selected for this model on this CPU, with how
+    /// many operations use each (e.g. `arm64fp16_mmm_f16_16x8_gen`, `avx2_mmm_f32_16x6`).
+    pub fn kernels(&self) -> std::collections::BTreeMap<String, usize> {
+        use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+        let mut kernels = std::collections::BTreeMap::new();
+        for node in self.plan.model().nodes() {
+            if let Some(op) = node.op_as::<OptMatMul>() {
+                for mmm in &op.mmm {
+                    *kernels.entry(mmm.name().to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        kernels
+    }
+
     /// Recomputes the logits from the feature map through the head read from the file: if they
     /// differ, the Grad-CAM weights would not be the model's own.
     fn self_test(&self) -> Result<(), ModelError> {
@@ -691,23 +706,18 @@ impl Classifier {
 /// feature map; the head after it stays in f32, so the logits are the shipped head applied to
 /// the (half-precision) features, which is what Grad-CAM differentiates.
 fn to_half_precision(model: &mut TypedModel, features_index: usize) -> Result<(), ModelError> {
-    let features = model.output_outlets()?[features_index].node;
+    let successors = |id: usize| -> Vec<usize> {
+        let outputs = &model.node(id).outputs;
+        outputs
+            .iter()
+            .flat_map(|o| o.successors.iter().map(|i| i.node))
+            .collect()
+    };
     let mut head = std::collections::HashSet::new();
-    let mut next: Vec<usize> = model
-        .node(features)
-        .outputs
-        .iter()
-        .flat_map(|o| o.successors.iter().map(|i| i.node))
-        .collect();
+    let mut next = successors(model.output_outlets()?[features_index].node);
     while let Some(id) = next.pop() {
         if head.insert(id) {
-            next.extend(
-                model
-                    .node(id)
-                    .outputs
-                    .iter()
-                    .flat_map(|o| o.successors.iter().map(|i| i.node)),
-            );
+            next.extend(successors(id));
         }
     }
     let translator = tract_onnx::tract_core::floats::FloatPrecisionTranslator::with_filter(
@@ -717,23 +727,6 @@ fn to_half_precision(model: &mut TypedModel, features_index: usize) -> Result<()
     );
     model.transform(&translator)?;
     Ok(())
-}
-
-impl Classifier {
-    /// The matrix-multiplication kernels tract selected for this model on this CPU, with how
-    /// many operations use each (e.g. `arm64fp16_mmm_f16_16x8_gen`, `avx2_mmm_f32_16x6`).
-    pub fn kernels(&self) -> std::collections::BTreeMap<String, usize> {
-        use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
-        let mut kernels = std::collections::BTreeMap::new();
-        for node in self.plan.model().nodes() {
-            if let Some(op) = node.op_as::<OptMatMul>() {
-                for mmm in &op.mmm {
-                    *kernels.entry(mmm.name().to_string()).or_insert(0) += 1;
-                }
-            }
-        }
-        kernels
-    }
 }
 
 fn read_head(onnx: &tract_onnx::Onnx, proto: &ModelProto, card: &Card) -> Result<Head, ModelError> {
