@@ -3,8 +3,10 @@
 //! `cargo run --release --example pass_time -- [--rounds 5] [--passes 15] MODEL...`
 //!
 //! MODEL is a variant of the shipped card (`fp32`, `int8`, `fp16` where the CPU has it) or an
-//! ONNX file with the card's layout, optionally with `:mmN` to split each pass's matrix products
-//! over a pool of N threads (tract's `multithread-mm`), e.g. `fp32 fp32:mm2 /tmp/other.onnx`.
+//! ONNX file with the card's layout, optionally with `:nchw` to keep the file's channels-first
+//! convolutions (the appliance runs them channels-last) and then `:mmN` to split each pass's
+//! matrix products over a pool of N threads (tract's `multithread-mm`), e.g.
+//! `fp32 fp32:nchw fp32:mm2 /tmp/other.onnx`.
 //! The models take turns, round after round, so a busy machine slows them alike; each round
 //! prints every model's median pass and its ratio to the first model's, and the last line the
 //! median of the rounds' ratios. Also prints the matrix kernels tract selected for each, and with
@@ -12,7 +14,7 @@
 
 use std::time::Instant;
 
-use kneescreen::pipeline::model::{default_models_dir, Classifier};
+use kneescreen::pipeline::model::{default_models_dir, Classifier, ConvLayout};
 use kneescreen::pipeline::preprocess::INPUT_SIZE;
 use tract_linalg::multithread::{multithread_tract_scope, Executor};
 
@@ -52,7 +54,11 @@ fn main() -> anyhow::Result<()> {
             Some((model, n)) => (model.to_string(), Some(Executor::multithread(n.parse()?))),
             None => (label.clone(), None),
         };
-        let mut classifier = Classifier::load(&dir, &model)?;
+        let (model, layout) = match model.strip_suffix(":nchw") {
+            Some(m) => (m.to_string(), ConvLayout::AsExported),
+            None => (model, ConvLayout::ChannelsLast),
+        };
+        let mut classifier = Classifier::load_with_layout(&dir, &model, layout)?;
         classifier.set_threads(1);
         println!("{label}: kernels {:?}", classifier.kernels());
         entries.push(Entry {

@@ -149,8 +149,8 @@ pub struct BenchArgs {
     /// Repetitions per stage (the median is reported).
     #[arg(long, default_value_t = 15)]
     pub runs: usize,
-    /// Threads for one image's network passes (default: every core; 1 runs the image and its
-    /// mirror one after the other).
+    /// Threads for one image's network passes (default: with --choose, the config's
+    /// `inference_threads`, else every core; 1 runs the image and its mirror one after the other).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Set `model` in the config file to the fastest variant that gives the same grade as fp32
@@ -434,7 +434,18 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         !args.choose || knees > 0,
         "--choose compares every variant with fp32: give --agreement-knees at least 1"
     );
-    let report = bench::run(&dir, args.runs, args.threads, knees)?;
+    // --choose measures at the thread count the appliance runs with: the config's, when set.
+    let configured_threads = || -> anyhow::Result<Option<usize>> {
+        if !args.config.is_file() {
+            return Ok(None);
+        }
+        Ok(crate::config::Config::load(Some(&args.config))?.inference_threads)
+    };
+    let threads = match (args.threads, args.choose) {
+        (None, true) => configured_threads()?,
+        (given, _) => given,
+    };
+    let report = bench::run(&dir, args.runs, threads, knees)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

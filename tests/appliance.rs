@@ -873,9 +873,9 @@ fn the_console_calibrates_to_the_clinicians_grades_and_goes_back() {
     child.wait().unwrap();
 }
 
-/// `bench --choose` sets the configured model to the fastest variant that grades the drawn
-/// knees as fp32 does, keeps the rest of the clinic's config, and the running appliance's
-/// status says why that variant runs.
+/// `bench --choose` measures at the config's thread count, sets the configured model to the
+/// fastest variant that grades the drawn knees as fp32 does, keeps the rest of the clinic's
+/// config, and the running appliance's status says why that variant runs.
 #[test]
 fn bench_choose_sets_the_model_and_the_status_says_why() {
     if util::emulated("bench_choose_sets_the_model_and_the_status_says_why") {
@@ -883,7 +883,8 @@ fn bench_choose_sets_the_model_and_the_status_says_why() {
     }
     let s = setup();
     let original = fs::read_to_string(&s.config).unwrap();
-    fs::write(&s.config, format!("# the clinic's note\n{original}")).unwrap();
+    let head = "# the clinic's note\ninference_threads = 1\n";
+    fs::write(&s.config, format!("{head}{original}")).unwrap();
     let config = s.config.to_str().unwrap();
     let out = kneescreen()
         .args([
@@ -901,6 +902,7 @@ fn bench_choose_sets_the_model_and_the_status_says_why() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let models = report["models"].as_array().unwrap();
+    assert!(models.iter().all(|m| m["threads"] == 1), "{report}");
     let agreeing = models.iter().filter(|m| {
         let a = &m["agreement"];
         assert_eq!(a["knees"], 3, "{m}");
@@ -916,11 +918,12 @@ fn bench_choose_sets_the_model_and_the_status_says_why() {
         .expect("fp32 always agrees with itself");
     let chosen = fastest["name"].as_str().unwrap();
     let text = fs::read_to_string(&s.config).unwrap();
-    assert!(text.starts_with("# the clinic's note\n"), "{text}");
+    assert!(text.starts_with(head), "{text}");
     let c = kneescreen::config::Config::load(Some(&s.config)).unwrap();
     assert_eq!(c.model, chosen);
     assert_eq!(c.inboxes, vec![s.inbox.clone()]);
     let recorded = c.model_choice.expect("the measurement is recorded");
+    assert_eq!(recorded.threads, 1);
     assert_eq!(recorded.image_ms.len(), models.len());
     assert!(
         stderr(&out).contains(&format!("chose {chosen}")),

@@ -41,24 +41,30 @@ fn fixtures_belong_to_the_shipped_models() {
     }
 }
 
+/// Every fixture image's name, expected outputs and network input image.
+fn fixture_inputs() -> Vec<(String, Value, GrayImage)> {
+    let e = expected();
+    let images = e["images"].as_object().unwrap();
+    images
+        .iter()
+        .map(|(name, want)| {
+            let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
+            let gray = decode_gray(&bytes, &Limits::default()).unwrap();
+            (name.clone(), want.clone(), preprocess::preprocess(&gray))
+        })
+        .collect()
+}
+
 /// Runs `check(classifier, network input image, expected outputs of this variant, tolerance)`
 /// for every fixture image and both shipped variants.
 fn for_each_fixture(mut check: impl FnMut(&Classifier, &GrayImage, &Value, f32, &str)) {
     let dir = default_models_dir();
-    let e = expected();
+    let inputs = fixture_inputs();
     for (variant, tolerance) in [("fp32", FP32_TOLERANCE), ("int8", INT8_TOLERANCE)] {
         let classifier = Classifier::load(&dir, variant).expect("model loads");
-        for (name, want) in e["images"].as_object().unwrap() {
-            let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
-            let gray = decode_gray(&bytes, &Limits::default()).unwrap();
+        for (name, want, input) in &inputs {
             let what = format!("{variant} {name}");
-            check(
-                &classifier,
-                &preprocess::preprocess(&gray),
-                &want[variant],
-                tolerance,
-                &what,
-            );
+            check(&classifier, input, &want[variant], tolerance, &what);
         }
     }
 }
@@ -237,7 +243,7 @@ fn only_a_signed_models_folder_is_loaded_and_records_name_the_signer() {
             .signer
             .as_deref()
             .unwrap()
-            .starts_with("kneescreen project release key (key 7ed1ea6f"),
+            .starts_with("kneescreen project release key (key 483559e1"),
         "{:?}",
         shipped.signer
     );
@@ -334,11 +340,8 @@ fn fp16_runs_where_the_cpu_has_half_precision_and_grades_as_fp32() {
     let kernels = half.kernels();
     eprintln!("fp16 kernels: {kernels:?}");
     assert!(kernels.keys().any(|k| k.contains("f16")), "{kernels:?}");
-    let e = expected();
-    for (name, want) in e["images"].as_object().unwrap() {
-        let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
-        let gray = decode_gray(&bytes, &Limits::default()).unwrap();
-        let out = half.classify(&preprocess::preprocess(&gray)).unwrap();
+    for (name, want, input) in fixture_inputs() {
+        let out = half.classify(&input).unwrap();
         let what = format!("fp16 {name}");
         let want = &want["fp32"]["flip_average"];
         assert_matches(out.top(), &out.probabilities, want, FP16_TOLERANCE, &what);
@@ -377,10 +380,7 @@ fn threads_split_the_work_without_changing_the_result() {
     let mut four = Classifier::load(&dir, "fp32").unwrap();
     four.set_threads(4);
     assert_eq!((one.pass_threads(), four.pass_threads()), (1, 2));
-    let e = expected();
-    for name in e["images"].as_object().unwrap().keys() {
-        let bytes = std::fs::read(util::fixture(&format!("model/{name}"))).unwrap();
-        let input = preprocess::preprocess(&decode_gray(&bytes, &Limits::default()).unwrap());
+    for (name, _, input) in fixture_inputs() {
         let (a, b) = (
             one.classify(&input).unwrap(),
             four.classify(&input).unwrap(),
@@ -393,6 +393,37 @@ fn threads_split_the_work_without_changing_the_result() {
                 a.logits,
                 b.logits
             );
+        }
+    }
+}
+
+/// The plan runs its convolutions channels-last (faster); the network is the same: every
+/// fixture gives the feature map and logits of the file's own channels-first layout.
+#[test]
+fn channels_last_plan_computes_what_the_exported_layout_does() {
+    use kneescreen::pipeline::model::ConvLayout;
+    let dir = default_models_dir();
+    let inputs = fixture_inputs();
+    for variant in ["fp32", "int8"] {
+        let last = Classifier::load(&dir, variant).unwrap();
+        let first = Classifier::load_with_layout(&dir, variant, ConvLayout::AsExported).unwrap();
+        for (name, _, input) in &inputs {
+            let (a, b) = (
+                last.classify(input).unwrap(),
+                first.classify(input).unwrap(),
+            );
+            let largest = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let gap =
+                |x: &[f32], y: &[f32]| x.iter().zip(y).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let what = format!("{variant} {name}");
+            assert_eq!(a.image.features.len(), b.image.features.len(), "{what}");
+            let features = gap(&a.image.features, &b.image.features);
+            assert!(
+                features <= 1e-4 * largest(&b.image.features),
+                "{what}: feature maps differ by {features}"
+            );
+            let logits = gap(&a.logits, &b.logits);
+            assert!(logits < 1e-4, "{what}: {:?} vs {:?}", a.logits, b.logits);
         }
     }
 }

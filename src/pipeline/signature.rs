@@ -20,7 +20,7 @@ pub const SIG_SUFFIX: &str = ".sig";
 /// The project's release key (the private half is kept outside the repository; `scripts/sign-models.sh`).
 const PROJECT_KEY: (&str, &str) = (
     "kneescreen project release key",
-    "7ed1ea6f936f935d56588ea33637136513b11bbd0f8e1cc37596aff02f39ef60",
+    "483559e1593d255ed8c89f623869e541de5f70bc8c69c1fc6e066b8fe3748c53",
 );
 /// The test key (its private half is `tests/fixtures/test-signing-key.pk8`): trusted by debug
 /// builds only, so the tests can sign the models folders they change. Release builds never
