@@ -48,6 +48,13 @@ RECIPES = {
     "robust": dict(rescale=True, flip=True, label_smoothing=0.1, class_weight="sqrt",
                    unfreeze_from=0, p1_epochs=30, p1_lr=1e-3, p2_epochs=12, p2_lr=1e-4,
                    patience=4, freeze_bn=True, source_augment=True),
+    # "robust" as a continuation of the shipped network instead of a fresh start: the shipped fp32
+    # ONNX file's weights are loaded back into the Keras network (`load_shipped`), phase 1 is
+    # skipped (the head is already trained) and phase 2 goes on with site augmentation at a third
+    # of the rate, for at most 8 epochs.
+    "robust_continued": dict(rescale=True, flip=True, label_smoothing=0.1, class_weight="sqrt",
+                             unfreeze_from=0, p1_epochs=0, p1_lr=1e-3, p2_epochs=8, p2_lr=3e-5,
+                             patience=3, freeze_bn=True, source_augment=True, from_shipped=True),
 }
 PRETRAINED = "mobilenet_v2_1.0_imagenet/mobilenet_v2_1.0_224_no_top.h5"
 GRADES = 5
@@ -64,6 +71,8 @@ def parse_args():
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--selection-fraction", type=float, default=0.15)
     p.add_argument("--max-p2-epochs", type=int, help="override the recipe's phase-2 epochs")
+    p.add_argument("--shipped", default=str(here / "../models/kneekl-mnv2.fp32.onnx"),
+                   help="the fp32 ONNX file a from_shipped recipe starts from")
     p.add_argument("--limit", type=int, help="smoke test: only this many images of fit, selection and val, "
                                              "and at most 3 phase-2 steps per epoch")
     return p.parse_args()
@@ -164,6 +173,45 @@ def build(recipe, pretrained):
     for layer in head:
         z = layer(z)
     return keras.Model(inp, z, name="kneekl"), backbone, head
+
+
+def load_shipped(model, backbone, head, onnx_path):
+    """Loads a network exported by scripts/export.py back into `build`'s Keras network.
+
+    The export folds each frozen batch norm into the convolution before it (weight x scale, plus a
+    bias). Batch norm stayed at the ImageNet values in training (freeze_bn), so the ImageNet
+    statistics already in `backbone` give each scale back: the kernel is the folded one divided by
+    it, and the folded bias must equal beta - mean x scale (checked). Convolutions pair up in graph
+    order, the two dense layers by shape; the logits are checked against onnxruntime by the caller.
+    """
+    import keras
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(onnx_path).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]
+    layers = backbone.layers
+    keras_convs = [i for i, l in enumerate(layers) if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    assert len(convs) == len(keras_convs), (len(convs), len(keras_convs))
+    for node, i in zip(convs, keras_convs):
+        conv, bn = layers[i], layers[i + 1]
+        assert isinstance(bn, keras.layers.BatchNormalization), bn.name
+        w, b = inits[node.input[1]], inits[node.input[2]]
+        gamma, beta, mean, var = bn.get_weights()
+        scale = gamma / np.sqrt(var + bn.epsilon)
+        assert np.allclose(b, beta - mean * scale, atol=1e-4, rtol=1e-3), f"{conv.name}: batch norm was not frozen"
+        if isinstance(conv, keras.layers.DepthwiseConv2D):  # ONNX (C, 1, kh, kw) -> Keras (kh, kw, C, 1)
+            kernel = w.transpose(2, 3, 0, 1) / scale[None, None, :, None]
+        else:  # ONNX (O, I, kh, kw) -> Keras (kh, kw, I, O)
+            kernel = w.transpose(2, 3, 1, 0) / scale[None, None, None, :]
+        assert kernel.shape == conv.kernel.shape, (conv.name, kernel.shape, conv.kernel.shape)
+        conv.set_weights([kernel.astype(np.float32)])
+    dense = [l for l in head if isinstance(l, keras.layers.Dense)]
+    assert len(gemms) == len(dense)
+    for node, layer in zip(gemms, dense):
+        layer.set_weights([inits[node.input[1]], inits[node.input[2]]])
 
 
 def augmenter(recipe, seed):
@@ -405,6 +453,14 @@ def main():
     logging.info("class weights %s", weights)
 
     model, backbone, head = build(recipe, args.pretrained)
+    if recipe.get("from_shipped"):
+        from export import ort_logits
+
+        load_shipped(model, backbone, head, args.shipped)
+        probe = to_input(x[sel_idx[:8]])
+        gap = np.abs(model.predict_on_batch(probe) - ort_logits(Path(args.shipped), probe)).max()
+        assert gap < 1e-3, f"the loaded network differs from {args.shipped} by {gap} in the logits"
+        logging.info("started from %s (logits within %.1e of onnxruntime's)", args.shipped, gap)
     targets = tf.constant(soft_targets(recipe), tf.float32)
     loss = keras.losses.CategoricalCrossentropy(from_logits=True)
 
@@ -417,21 +473,23 @@ def main():
         for k, v in h.history.items():
             history.setdefault(k, []).extend(float(a) for a in v)
 
-    # Phase 1: frozen backbone, so pooled features are computed once and the head trained on them.
-    t1 = time.time()
-    pooled_model = keras.Model(model.input, head[0].output)
-    f_fit = pooled_model.predict(dataset(x[fit_idx], y[fit_idx], 64), verbose=0)
-    f_sel = pooled_model.predict(dataset(x[sel_idx], y[sel_idx], 64), verbose=0)
-    head_in = keras.Input((f_fit.shape[1],))
-    z = head_in
-    for layer in head[1:]:
-        z = layer(z)
-    head_model = keras.Model(head_in, z)
-    head_model.compile(keras.optimizers.Adam(recipe["p1_lr"]), sparse_loss, metrics=["accuracy"])
-    cb = [keras.callbacks.EarlyStopping(patience=recipe["patience"], restore_best_weights=True)]
-    record(head_model.fit(f_fit, y[fit_idx], validation_data=(f_sel, y[sel_idx]), epochs=recipe["p1_epochs"],
-                          batch_size=32, class_weight=weights, callbacks=cb, verbose=2))
-    logging.info("phase 1 done in %.0fs", time.time() - t1)
+    # Phase 1: frozen backbone, so pooled features are computed once and the head trained on them
+    # (skipped when the network starts trained: from_shipped).
+    if recipe["p1_epochs"]:
+        t1 = time.time()
+        pooled_model = keras.Model(model.input, head[0].output)
+        f_fit = pooled_model.predict(dataset(x[fit_idx], y[fit_idx], 64), verbose=0)
+        f_sel = pooled_model.predict(dataset(x[sel_idx], y[sel_idx], 64), verbose=0)
+        head_in = keras.Input((f_fit.shape[1],))
+        z = head_in
+        for layer in head[1:]:
+            z = layer(z)
+        head_model = keras.Model(head_in, z)
+        head_model.compile(keras.optimizers.Adam(recipe["p1_lr"]), sparse_loss, metrics=["accuracy"])
+        cb = [keras.callbacks.EarlyStopping(patience=recipe["patience"], restore_best_weights=True)]
+        record(head_model.fit(f_fit, y[fit_idx], validation_data=(f_sel, y[sel_idx]), epochs=recipe["p1_epochs"],
+                              batch_size=32, class_weight=weights, callbacks=cb, verbose=2))
+        logging.info("phase 1 done in %.0fs", time.time() - t1)
 
     # Phase 2: fine-tune the backbone from layer `unfreeze_from` at a small learning rate.
     t2 = time.time()
