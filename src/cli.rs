@@ -435,15 +435,11 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "--choose compares every variant with fp32: give --agreement-knees at least 1"
     );
     // --choose measures at the thread count the appliance runs with: the config's, when set.
-    let configured_threads = || -> anyhow::Result<Option<usize>> {
-        if !args.config.is_file() {
-            return Ok(None);
+    let threads = match args.threads {
+        None if args.choose && args.config.is_file() => {
+            crate::config::Config::load(Some(&args.config))?.inference_threads
         }
-        Ok(crate::config::Config::load(Some(&args.config))?.inference_threads)
-    };
-    let threads = match (args.threads, args.choose) {
-        (None, true) => configured_threads()?,
-        (given, _) => given,
+        given => given,
     };
     let report = bench::run(&dir, args.runs, threads, knees)?;
     if args.json {

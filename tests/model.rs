@@ -404,6 +404,8 @@ fn channels_last_plan_computes_what_the_exported_layout_does() {
     use kneescreen::pipeline::model::ConvLayout;
     let dir = default_models_dir();
     let inputs = fixture_inputs();
+    let largest = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let gap = |x: &[f32], y: &[f32]| x.iter().zip(y).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     for variant in ["fp32", "int8"] {
         let last = Classifier::load(&dir, variant).unwrap();
         let first = Classifier::load_with_layout(&dir, variant, ConvLayout::AsExported).unwrap();
@@ -412,9 +414,6 @@ fn channels_last_plan_computes_what_the_exported_layout_does() {
                 last.classify(input).unwrap(),
                 first.classify(input).unwrap(),
             );
-            let largest = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let gap =
-                |x: &[f32], y: &[f32]| x.iter().zip(y).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             let what = format!("{variant} {name}");
             assert_eq!(a.image.features.len(), b.image.features.len(), "{what}");
             let features = gap(&a.image.features, &b.image.features);
