@@ -32,7 +32,8 @@ def main():
 
     card_path = args.models_dir / "card.json"
     card = json.loads(card_path.read_text())
-    seed = card["training"]["seed"]
+    slice_ = card["training"]["selection_slice"]
+    seed = slice_.get("seed", card["training"]["seed"])
     files, y, patients = [], [], []
     for grade in range(GRADES):
         for f in sorted((args.data / "train" / str(grade)).glob("*.png")):

@@ -34,11 +34,16 @@ applied to the 8-bit 224x224 source image, i.e. before the preprocessing contrac
         does (mean logits of the image and its mirror; temperature fitted on the plain selection
         slice), and accuracy per simulated site. The same preprocessing as export.py's figures.
 
-    .venv/bin/python scripts/simulated_site.py decide SHIPPED.json NEW.json
-        the ship rule, fixed before the robust run was trained: ship NEW only if on the plain selection
-        slice its accuracy, QWK and OA accuracy are each at most 0.010 below SHIPPED's (noise), and on
-        the simulated selection slice its accuracy, QWK and OA accuracy are each higher. (Files from
-        `eval --json`, one model each; val is reported, never decides.)
+    .venv/bin/python scripts/simulated_site.py decide SHIPPED.json NEW.json [--rule operating-point]
+        the ship rule on two `eval --json` files (one model each; val is reported, never decides).
+        --rule grade-oa (fixed 2026-12-01, before the robust runs): ship NEW only if on the plain
+        selection slice its accuracy, QWK and OA accuracy (OA = arg-max grade >= 2) are each at most
+        0.010 below SHIPPED's (noise), and on the simulated selection slice each is higher.
+        --rule operating-point (the default; fixed 2026-12-03, before the second robust_continued
+        run trained): the same, but the OA accuracy is the appliance's own OA call -- P(KL >= 2) at
+        or above the model's own threshold, the highest one reaching sensitivity 0.90 on the plain
+        selection slice (as scripts/operating_point.py and the appliance set it) -- because the
+        appliance calls OA that way, not from the grade's arg-max.
 
 The simulated folders are ordinary <grade>/*.png trees, so `kneescreen eval /work/simsite/val` grades
 them through the Rust pipeline too.
@@ -211,11 +216,29 @@ def model_logits(model_path: Path):
     return lambda x: (one(x) + one(x[:, :, ::-1])) / 2
 
 
+def call_figures(oa, y):
+    """Sensitivity, specificity and accuracy of the OA calls `oa` (bool) against grades `y`."""
+    oa_true = y >= 2
+    return (float((oa & oa_true).sum() / oa_true.sum()), float((~oa & ~oa_true).sum() / (~oa_true).sum()),
+            float((oa == oa_true).mean()))
+
+
 def oa_figures(logits, y):
-    pred = logits.argmax(1)
-    oa, oa_true = pred >= 2, y >= 2
-    return dict(oa_sensitivity=float((oa & oa_true).sum() / oa_true.sum()),
-                oa_specificity=float((~oa & ~oa_true).sum() / (~oa_true).sum()))
+    sensitivity, specificity, _ = call_figures(logits.argmax(1) >= 2, y)
+    return dict(oa_sensitivity=sensitivity, oa_specificity=specificity)
+
+
+def p_oa(logits, temperature):
+    """P(KL >= 2) from the temperature-calibrated probabilities, as the appliance computes it."""
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    return (p[:, 2:].sum(1) / p.sum(1))
+
+
+def oa_threshold(score, y, target):
+    """The highest threshold on `score` whose sensitivity (score >= threshold) reaches `target`."""
+    positives = np.sort(score[y >= 2])[::-1]
+    return float(positives[int(np.ceil(target * len(positives))) - 1])
 
 
 def evaluate(args):
@@ -235,11 +258,14 @@ def evaluate(args):
         logits_of = model_logits(Path(model_path))
         logits = {k: logits_of(x) for k, (x, _) in sets.items()}
         t = fit_temperature(logits["selection plain"], sets["selection plain"][1])
-        res = {"temperature": t}
+        threshold = oa_threshold(p_oa(logits["selection plain"], t), sets["selection plain"][1], args.target_sensitivity)
+        res = {"temperature": t, "oa_threshold": threshold, "oa_target_sensitivity": args.target_sensitivity}
         print(f"{model_path} (T {t:.3f}, mean logits of image and mirror)")
         for k, (_, y) in sets.items():
             m = summarize(logits[k], y, t)
             m.update(oa_figures(logits[k], y))
+            sens, spec, acc = call_figures(p_oa(logits[k], t) >= threshold, y)
+            m.update(oa_call_sensitivity=sens, oa_call_specificity=spec, oa_call_accuracy=acc)
             if k.endswith("simulated"):
                 part = k.split()[0]
                 m["per_site_accuracy"] = {s: float((logits[k].argmax(1)[site[part] == s] == y[site[part] == s]).mean())
@@ -249,6 +275,7 @@ def evaluate(args):
             print(f"  {k:<20} acc {m['accuracy']:.4f} qwk {m['qwk']:.4f} mae {m['mae']:.4f} "
                   f"OA acc {m['binary_accuracy']:.4f} sens {m['oa_sensitivity']:.4f} spec {m['oa_specificity']:.4f} "
                   f"nll {m['nll']:.4f}")
+            print(f"  {'':<20} OA call at P(KL>=2) >= {threshold:.3f}: acc {acc:.4f} sens {sens:.4f} spec {spec:.4f}")
             if "per_site_accuracy" in m:
                 print("    per site: " + " ".join(f"{s} {a:.3f}" for s, a in m["per_site_accuracy"].items()))
         results[str(model_path)] = res
@@ -262,7 +289,8 @@ def decide(args):
         return res
 
     old, new = figures(args.shipped), figures(args.new)
-    keys = ("accuracy", "qwk", "binary_accuracy")
+    keys = ("accuracy", "qwk", {"grade-oa": "binary_accuracy", "operating-point": "oa_call_accuracy"}[args.rule])
+    print(f"rule {args.rule}")
     ok = True
     for part, test, what in (("selection plain", lambda o, n: n >= o - 0.010, "not worse than -0.010"),
                              ("selection simulated", lambda o, n: n > o, "higher")):
@@ -286,9 +314,13 @@ def main():
     e.add_argument("models", nargs="+")
     e.add_argument("--sim", default="/work/simsite")
     e.add_argument("--json", help="also write every figure (and each image's grade) here")
+    e.add_argument("--target-sensitivity", type=float, default=0.90,
+                   help="the OA call's target sensitivity on the plain selection slice (the appliance's default)")
     d = sub.add_parser("decide", help="the ship rule on two `eval --json` files")
     d.add_argument("shipped")
     d.add_argument("new")
+    d.add_argument("--rule", choices=("operating-point", "grade-oa"), default="operating-point",
+                   help="how the OA accuracy is counted (see above); grade-oa reproduces the 2026-12-01 decision")
     args = p.parse_args()
     {"write": write, "eval": evaluate, "decide": decide}[args.cmd](args)
 

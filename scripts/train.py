@@ -68,7 +68,9 @@ def parse_args():
     p.add_argument("--recipe", choices=sorted(RECIPES), default="improved")
     p.add_argument("--out", required=True)
     p.add_argument("--cache", default=str(here / "../runs/cache"), help="preprocessed-image cache")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="the training's randomness (initial draws, order, augmentation)")
+    p.add_argument("--split-seed", type=int, default=42,
+                   help="the selection slice's draw: keep 42 so that runs are compared on the same knees")
     p.add_argument("--selection-fraction", type=float, default=0.15)
     p.add_argument("--max-p2-epochs", type=int, help="override the recipe's phase-2 epochs")
     p.add_argument("--shipped", default=str(here / "../models/kneekl-mnv2.fp32.onnx"),
@@ -444,7 +446,7 @@ def main():
     data = Path(args.data)
     x, y, patients, names = load_split(data, "train", Path(args.cache))
     xv, yv, _, _ = load_split(data, "val", Path(args.cache))
-    fit_idx, sel_idx = selection_split(y, patients, args.selection_fraction, args.seed)
+    fit_idx, sel_idx = selection_split(y, patients, args.selection_fraction, args.split_seed)
     if args.limit:
         fit_idx, sel_idx, xv, yv = fit_idx[:args.limit], sel_idx[:args.limit], xv[:args.limit], yv[:args.limit]
     logging.info("train %d (fit %d, selection %d, patient-disjoint), val %d; loaded in %.0fs",
@@ -525,7 +527,7 @@ def main():
     sel_logits = predict_logits(model, x[sel_idx])
     temperature = fit_temperature(sel_logits, y[sel_idx])
     val_logits = predict_logits(model, xv)
-    metrics = dict(recipe=args.recipe, config=recipe, seed=args.seed, temperature=temperature,
+    metrics = dict(recipe=args.recipe, config=recipe, seed=args.seed, split_seed=args.split_seed, temperature=temperature,
                    selection=summarize(sel_logits, y[sel_idx], temperature),
                    selection_uncalibrated=summarize(sel_logits, y[sel_idx], 1.0),
                    val=summarize(val_logits, yv, temperature), wall_seconds=round(time.time() - t0),
