@@ -201,10 +201,18 @@ fn resize_two_tap(src: &GrayImage, width: u32, height: u32, mode: TapMode) -> Gr
             .map(|t| i32::from(r[t.i0]) * t.w0 + i32::from(r[t.i1]) * t.w1)
             .collect()
     };
+    // Each source row is passed once, however many destination rows it is under.
+    let mut across: Vec<Option<Vec<i32>>> = vec![None; sh as usize];
     let mut out = Vec::with_capacity(width as usize * height as usize);
     for ty in &ys {
-        let (h0, h1) = (horizontal(ty.i0), horizontal(ty.i1));
-        out.extend(h0.iter().zip(&h1).map(|(&a, &b)| {
+        for y in [ty.i0, ty.i1] {
+            if across[y].is_none() {
+                across[y] = Some(horizontal(y));
+            }
+        }
+        let (h0, h1) = (across[ty.i0].as_deref(), across[ty.i1].as_deref());
+        let (h0, h1) = (h0.expect("passed above"), h1.expect("passed above"));
+        out.extend(h0.iter().zip(h1).map(|(&a, &b)| {
             // The SIMD vertical step: drop 4 bits so values fit i16, keep the high 16 bits of
             // each product, add, then round away the last 2 bits. Not the same as rounding
             // (a*w0 + b*w1) >> 22, which the scalar fallback does.
@@ -236,60 +244,79 @@ fn area_integer_ratio(src: &GrayImage, width: u32, height: u32, kx: u32, ky: u32
     })
 }
 
-/// One entry of OpenCV's area table: destination index, source index, weight.
-struct AreaWeight {
-    dst: usize,
-    src: usize,
-    weight: f32,
+/// OpenCV's area table for one axis, as one window per destination pixel: its first source
+/// pixel, and `len` weights for the pixels from there, the cell's own weights followed by zeros.
+/// Every window has the length of the longest cell, so the sums run the same loop for every
+/// pixel; the zeros add exactly nothing.
+struct AreaWindows {
+    first: Vec<usize>,
+    weights: Vec<f32>,
+    len: usize,
 }
 
 /// OpenCV's `computeResizeAreaTab` for one axis (f64 geometry, f32 weights).
-fn area_axis(src_len: u32, dst_len: u32, scale: f64) -> Vec<AreaWeight> {
+fn area_axis(src_len: u32, dst_len: u32, scale: f64) -> AreaWindows {
     let src_len_f = f64::from(src_len);
-    let mut tab = Vec::new();
-    for d in 0..dst_len as usize {
-        let fs1 = d as f64 * scale;
+    let mut cells = Vec::with_capacity(dst_len as usize);
+    for d in 0..dst_len {
+        let fs1 = f64::from(d) * scale;
         let fs2 = fs1 + scale;
         let cell = scale.min(src_len_f - fs1);
         let s2 = (fs2.floor() as i64).min(i64::from(src_len) - 1);
         let s1 = (fs1.ceil() as i64).min(s2);
-        let mut push = |src: i64, weight: f64| {
-            tab.push(AreaWeight {
-                dst: d,
-                src: src as usize,
-                weight: weight as f32,
-            })
-        };
+        let mut first = s1;
+        let mut weights = Vec::new();
         if s1 as f64 - fs1 > 1e-3 {
-            push(s1 - 1, (s1 as f64 - fs1) / cell);
+            first = s1 - 1;
+            weights.push(((s1 as f64 - fs1) / cell) as f32);
         }
-        for s in s1..s2 {
-            push(s, 1.0 / cell);
-        }
+        weights.extend((s1..s2).map(|_| (1.0 / cell) as f32));
         if fs2 - s2 as f64 > 1e-3 {
-            push(s2, (fs2 - s2 as f64).min(1.0).min(cell) / cell);
+            weights.push(((fs2 - s2 as f64).min(1.0).min(cell) / cell) as f32);
         }
+        cells.push((first as usize, weights));
     }
-    tab
+    let len = cells.iter().map(|(_, w)| w.len()).max().unwrap_or(0).max(1);
+    AreaWindows {
+        first: cells.iter().map(|(first, _)| *first).collect(),
+        weights: (cells.iter())
+            .flat_map(|(_, w)| w.iter().copied().chain(std::iter::repeat(0.0)).take(len))
+            .collect(),
+        len,
+    }
 }
 
-/// INTER_AREA for fractional ratios (`resizeArea_`): f32 accumulation in OpenCV's order.
+/// INTER_AREA for fractional ratios (`resizeArea_`): f32 accumulation in OpenCV's order. Each
+/// source row is summed across once (a row under two destination rows is reused), then added
+/// into the destination rows under it with their weights.
 fn area_fractional(src: &GrayImage, width: u32, height: u32, sx: f64, sy: f64) -> GrayImage {
-    let xtab = area_axis(src.width(), width, sx);
-    let ytab = area_axis(src.height(), height, sy);
-    let sw = src.width() as usize;
+    let xs = area_axis(src.width(), width, sx);
+    let ys = area_axis(src.height(), height, sy);
+    let (sw, sh) = (src.width() as usize, src.height() as usize);
     let raw = src.as_raw();
     let mut sums = vec![0f32; width as usize * height as usize];
-    let mut buf = vec![0f32; width as usize];
-    for y in &ytab {
-        let row = &raw[y.src * sw..(y.src + 1) * sw];
-        buf.fill(0.0);
-        for x in &xtab {
-            buf[x.dst] += f32::from(row[x.src]) * x.weight;
-        }
-        let acc = &mut sums[y.dst * width as usize..(y.dst + 1) * width as usize];
-        for (a, &b) in acc.iter_mut().zip(&buf) {
-            *a += y.weight * b;
+    // One source row as f32, with room for the last window's zero-weighted tail.
+    let mut row = vec![0f32; sw + xs.len];
+    let mut across = vec![0f32; width as usize];
+    let mut summed_row = None;
+    for ((acc, &first), wys) in (sums.chunks_exact_mut(width as usize))
+        .zip(&ys.first)
+        .zip(ys.weights.chunks_exact(ys.len))
+    {
+        for (y, &wy) in (first..sh).zip(wys) {
+            if wy == 0.0 {
+                break; // the window's padding
+            }
+            if summed_row != Some(y) {
+                for (r, &v) in row.iter_mut().zip(&raw[y * sw..(y + 1) * sw]) {
+                    *r = f32::from(v);
+                }
+                sum_across(&row, &xs, &mut across);
+                summed_row = Some(y);
+            }
+            for (a, &b) in acc.iter_mut().zip(&across) {
+                *a += wy * b;
+            }
         }
     }
     let out = sums
@@ -297,6 +324,40 @@ fn area_fractional(src: &GrayImage, width: u32, height: u32, sx: f64, sy: f64) -
         .map(|v| saturate_u8(v.round_ties_even()))
         .collect();
     GrayImage::from_raw(width, height, out).expect("buffer matches dimensions")
+}
+
+/// Each window's weighted sum of `row`, in order from its first pixel. The common window
+/// lengths get a loop of known length, which the compiler unrolls.
+fn sum_across(row: &[f32], xs: &AreaWindows, across: &mut [f32]) {
+    fn windows<const N: usize>(row: &[f32], xs: &AreaWindows, across: &mut [f32]) {
+        for ((a, &x), wxs) in across
+            .iter_mut()
+            .zip(&xs.first)
+            .zip(xs.weights.chunks_exact(N))
+        {
+            let pixels: &[f32; N] = row[x..x + N].try_into().expect("window length");
+            let wxs: &[f32; N] = wxs.try_into().expect("window length");
+            *a = (0..N).fold(0.0, |s, k| s + pixels[k] * wxs[k]);
+        }
+    }
+    match xs.len {
+        2 => windows::<2>(row, xs, across),
+        3 => windows::<3>(row, xs, across),
+        4 => windows::<4>(row, xs, across),
+        5 => windows::<5>(row, xs, across),
+        6 => windows::<6>(row, xs, across),
+        7 => windows::<7>(row, xs, across),
+        8 => windows::<8>(row, xs, across),
+        n => {
+            for ((a, &x), wxs) in across
+                .iter_mut()
+                .zip(&xs.first)
+                .zip(xs.weights.chunks_exact(n))
+            {
+                *a = (row[x..x + n].iter().zip(wxs)).fold(0.0, |s, (&v, &w)| s + v * w);
+            }
+        }
+    }
 }
 
 fn saturate_u8(v: f32) -> u8 {
