@@ -243,7 +243,7 @@ fn only_a_signed_models_folder_is_loaded_and_records_name_the_signer() {
             .signer
             .as_deref()
             .unwrap()
-            .starts_with("kneescreen project release key (key 483559e1"),
+            .starts_with("kneescreen project release key (key 2a743286"),
         "{:?}",
         shipped.signer
     );
