@@ -4,7 +4,9 @@
 # network's fp32 file (seed 43; the selection slice stays seed 42's), exported to models/.
 #   scripts/retrain.sh [RUNS]      default: runs
 # Logs to RUNS/<recipe>/train.log and export.log; plots curves.png and confusion_val.png there.
-# Takes about an hour and a half on 2 CPU cores. Never run in CI. Sign the card afterwards
+# Takes about an hour and a half on 2 CPU cores. Never run in CI. Then the OA call's ROC points:
+# sign the card with tests/fixtures/test-signing-key.pk8 (a debug build trusts it), run
+# `scripts/operating_point.py --bin target/debug/kneescreen`, and sign the card for release
 # (scripts/sign-models.sh RELEASE_KEY).
 set -euo pipefail
 cd "$(dirname "$0")/.."
