@@ -306,7 +306,8 @@ def main():
             to_onnx(model, raw)
             quant_pre_process(str(raw), str(fp32), skip_symbolic_shape=True)
     exclude, head = head_nodes(onnx.load(fp32))
-    (x_fit, y_fit), (x_sel, y_sel) = train_slices(args.data, args.cache, metrics.get("split_seed", metrics["seed"]))
+    split_seed = metrics.get("split_seed", metrics["seed"])  # runs before --split-seed used one seed
+    (x_fit, y_fit), (x_sel, y_sel) = train_slices(args.data, args.cache, split_seed)
     images, calib_counts = calibration_images(x_fit, y_fit, args.calibration, args.seed)
     sel_fp32 = view_logits(fp32, x_sel)
     # Refitted on the selection slice for the logits the appliance uses (image and mirror).
@@ -371,7 +372,7 @@ def main():
             data="kneeKL224 (OAI knee joint crops, Chen et al. 2019): train split only; "
                  "val for reporting; the official test split was not used",
             recipe=metrics["recipe"], config=metrics["config"], seed=metrics["seed"],
-            selection_slice=dict(n=metrics["n_selection"], seed=metrics.get("split_seed", metrics["seed"]),
+            selection_slice=dict(n=metrics["n_selection"], seed=split_seed,
                                  how="patient-disjoint, grade-stratified slice of train",
                                  figures={k: selection[k] for k in ("accuracy", "qwk", "mae", "binary_accuracy")}),
             backbone="MobileNetV2 1.0 ImageNet-pretrained (TF-Slim checkpoint)"),

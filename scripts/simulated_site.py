@@ -230,9 +230,9 @@ def oa_figures(logits, y):
 
 def p_oa(logits, temperature):
     """P(KL >= 2) from the temperature-calibrated probabilities, as the appliance computes it."""
-    z = logits / temperature
-    p = np.exp(z - z.max(1, keepdims=True))
-    return p[:, 2:].sum(1) / p.sum(1)
+    from train import probabilities
+
+    return probabilities(logits, temperature)[:, 2:].sum(1)
 
 
 def oa_threshold(score, y, target):

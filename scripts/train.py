@@ -379,12 +379,17 @@ def fit_temperature(logits, y):
     return float(minimize_scalar(nll, bounds=(0.3, 5.0), method="bounded").x)
 
 
+def probabilities(logits, temperature):
+    """softmax(logits / temperature) per row: the calibrated probabilities the appliance reports."""
+    z = logits / temperature
+    p = np.exp(z - z.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
 def summarize(logits, y, temperature):
     from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
 
-    z = logits / temperature
-    p = np.exp(z - z.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
+    p = probabilities(logits, temperature)
     pred = p.argmax(1)
     conf = p.max(1)
     bins = np.minimum((conf * 10).astype(int), 9)

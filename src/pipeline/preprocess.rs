@@ -201,17 +201,17 @@ fn resize_two_tap(src: &GrayImage, width: u32, height: u32, mode: TapMode) -> Gr
             .map(|t| i32::from(r[t.i0]) * t.w0 + i32::from(r[t.i1]) * t.w1)
             .collect()
     };
-    // Each source row is passed once, however many destination rows it is under.
-    let mut across: Vec<Option<Vec<i32>>> = vec![None; sh as usize];
+    // Each source row under a destination row is passed once, however many it is under.
+    let mut used = vec![false; sh as usize];
+    for ty in &ys {
+        (used[ty.i0], used[ty.i1]) = (true, true);
+    }
+    let across: Vec<Vec<i32>> = (used.iter().enumerate())
+        .map(|(y, &used)| if used { horizontal(y) } else { Vec::new() })
+        .collect();
     let mut out = Vec::with_capacity(width as usize * height as usize);
     for ty in &ys {
-        for y in [ty.i0, ty.i1] {
-            if across[y].is_none() {
-                across[y] = Some(horizontal(y));
-            }
-        }
-        let (h0, h1) = (across[ty.i0].as_deref(), across[ty.i1].as_deref());
-        let (h0, h1) = (h0.expect("passed above"), h1.expect("passed above"));
+        let (h0, h1) = (&across[ty.i0], &across[ty.i1]);
         out.extend(h0.iter().zip(h1).map(|(&a, &b)| {
             // The SIMD vertical step: drop 4 bits so values fit i16, keep the high 16 bits of
             // each product, add, then round away the last 2 bits. Not the same as rounding
@@ -327,36 +327,27 @@ fn area_fractional(src: &GrayImage, width: u32, height: u32, sx: f64, sy: f64) -
 }
 
 /// Each window's weighted sum of `row`, in order from its first pixel. The common window
-/// lengths get a loop of known length, which the compiler unrolls.
+/// lengths are passed as constants, so that the inlined loop has a known length and unrolls.
 fn sum_across(row: &[f32], xs: &AreaWindows, across: &mut [f32]) {
-    fn windows<const N: usize>(row: &[f32], xs: &AreaWindows, across: &mut [f32]) {
+    #[inline(always)]
+    fn windows(row: &[f32], xs: &AreaWindows, across: &mut [f32], n: usize) {
         for ((a, &x), wxs) in across
             .iter_mut()
             .zip(&xs.first)
-            .zip(xs.weights.chunks_exact(N))
+            .zip(xs.weights.chunks_exact(n))
         {
-            let pixels: &[f32; N] = row[x..x + N].try_into().expect("window length");
-            let wxs: &[f32; N] = wxs.try_into().expect("window length");
-            *a = (0..N).fold(0.0, |s, k| s + pixels[k] * wxs[k]);
+            *a = (row[x..x + n].iter().zip(wxs)).fold(0.0, |s, (&v, &w)| s + v * w);
         }
     }
     match xs.len {
-        2 => windows::<2>(row, xs, across),
-        3 => windows::<3>(row, xs, across),
-        4 => windows::<4>(row, xs, across),
-        5 => windows::<5>(row, xs, across),
-        6 => windows::<6>(row, xs, across),
-        7 => windows::<7>(row, xs, across),
-        8 => windows::<8>(row, xs, across),
-        n => {
-            for ((a, &x), wxs) in across
-                .iter_mut()
-                .zip(&xs.first)
-                .zip(xs.weights.chunks_exact(n))
-            {
-                *a = (row[x..x + n].iter().zip(wxs)).fold(0.0, |s, (&v, &w)| s + v * w);
-            }
-        }
+        2 => windows(row, xs, across, 2),
+        3 => windows(row, xs, across, 3),
+        4 => windows(row, xs, across, 4),
+        5 => windows(row, xs, across, 5),
+        6 => windows(row, xs, across, 6),
+        7 => windows(row, xs, across, 7),
+        8 => windows(row, xs, across, 8),
+        n => windows(row, xs, across, n),
     }
 }
 
