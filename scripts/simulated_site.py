@@ -302,6 +302,14 @@ def decide(args):
     print("decision: " + ("SHIP the new run" if ok else "do NOT ship: keep the shipped model"))
 
 
+def sensitivity(text):
+    """An argparse type: a target sensitivity in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a target sensitivity is in (0, 1], not {text}")
+    return value
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(HERE / "../../shared/data/kneeKL224"))
@@ -314,7 +322,7 @@ def main():
     e.add_argument("models", nargs="+")
     e.add_argument("--sim", default="/work/simsite")
     e.add_argument("--json", help="also write every figure (and each image's grade) here")
-    e.add_argument("--target-sensitivity", type=float, default=0.90,
+    e.add_argument("--target-sensitivity", type=sensitivity, default=0.90,
                    help="the OA call's target sensitivity on the plain selection slice (the appliance's default)")
     d = sub.add_parser("decide", help="the ship rule on two `eval --json` files")
     d.add_argument("shipped")
