@@ -1,5 +1,6 @@
 //! A grey image as `f32` values, with the resampling the localiser needs: integer box
-//! downscaling, contrast stretching and bilinear sampling with replicated borders.
+//! downscaling, contrast stretching, and resampling with replicated borders: bilinear when
+//! enlarging, area-averaging when shrinking.
 
 use image::GrayImage;
 
@@ -83,30 +84,12 @@ impl Plane {
         }
     }
 
-    /// Bilinear sample at continuous coordinates (pixel `i` covers `i..i+1`), borders replicated.
-    pub fn sample(&self, x: f32, y: f32) -> f32 {
-        let fx = (x - 0.5).clamp(0.0, (self.width - 1) as f32);
-        let fy = (y - 0.5).clamp(0.0, (self.height - 1) as f32);
-        let (x0, y0) = (fx as usize, fy as usize);
-        let (x1, y1) = ((x0 + 1).min(self.width - 1), (y0 + 1).min(self.height - 1));
-        let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
-        let p = |x: usize, y: usize| self.pixels[y * self.width + x];
-        let top = p(x0, y0) * (1.0 - ax) + p(x1, y0) * ax;
-        let bottom = p(x0, y1) * (1.0 - ax) + p(x1, y1) * ax;
-        top * (1.0 - ay) + bottom * ay
-    }
-
     /// The whole plane resampled to `width × height`.
     pub fn resized(&self, width: usize, height: usize) -> Plane {
-        let sx = self.width as f32 / width as f32;
-        let sy = self.height as f32 / height as f32;
-        let mut pixels = Vec::with_capacity(width * height);
-        for y in 0..height {
-            let src_y = (y as f32 + 0.5) * sy;
-            for x in 0..width {
-                pixels.push(self.sample((x as f32 + 0.5) * sx, src_y));
-            }
-        }
+        let pixels = self.resample(
+            &Taps::new(0.0, self.width as f32 / width as f32, width, self.width),
+            &Taps::new(0.0, self.height as f32 / height as f32, height, self.height),
+        );
         Plane {
             width,
             height,
@@ -117,13 +100,70 @@ impl Plane {
     /// The square of side `side` centred on `(cx, cy)` resampled to `out × out` 8-bit pixels,
     /// mirrored left to right when `mirrored`.
     pub fn window(&self, cx: f32, cy: f32, side: f32, out: u32, mirrored: bool) -> GrayImage {
+        let n = out as usize;
         let step = side / out as f32;
-        let (x0, y0) = (cx - side / 2.0, cy - side / 2.0);
+        let mut columns = Taps::new(cx - side / 2.0, step, n, self.width);
+        if mirrored {
+            columns.0.reverse();
+        }
+        let rows = Taps::new(cy - side / 2.0, step, n, self.height);
+        let values = self.resample(&columns, &rows);
         GrayImage::from_fn(out, out, |u, v| {
-            let u = if mirrored { out - 1 - u } else { u };
-            let value = self.sample(x0 + (u as f32 + 0.5) * step, y0 + (v as f32 + 0.5) * step);
+            let value = values[v as usize * n + u as usize];
             image::Luma([value.round().clamp(0.0, 255.0) as u8])
         })
+    }
+
+    /// Each output pixel from the source pixels its column and row taps name: across the
+    /// columns first, then down the rows.
+    fn resample(&self, columns: &Taps, rows: &Taps) -> Vec<f32> {
+        let n = columns.0.len();
+        let mut across = vec![0.0f32; n];
+        let mut out = vec![0.0f32; n * rows.0.len()];
+        for (row_taps, out_row) in rows.0.iter().zip(out.chunks_exact_mut(n)) {
+            for &(y, wy) in row_taps {
+                let source = &self.pixels[y * self.width..][..self.width];
+                for (a, taps) in across.iter_mut().zip(&columns.0) {
+                    *a = taps.iter().map(|&(x, wx)| source[x] * wx).sum();
+                }
+                for (o, a) in out_row.iter_mut().zip(&across) {
+                    *o += a * wy;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Along one axis, the source pixels (index, weight) that make each of `count` output pixels
+/// spaced `step` apart from `start` (pixel `i` covers `i..i+1`; indices past the ends repeat
+/// the edge pixel). Enlarging (`step <= 1`) interpolates linearly between the two nearest
+/// centres. Shrinking averages the pixels each output pixel covers, weighted by the fraction
+/// covered (OpenCV's `INTER_AREA`), so that noise does not alias into the smaller image.
+struct Taps(Vec<Vec<(usize, f32)>>);
+
+impl Taps {
+    fn new(start: f32, step: f32, count: usize, len: usize) -> Taps {
+        let last = len - 1;
+        let taps = (0..count).map(|i| {
+            if step <= 1.0 {
+                let f = (start + (i as f32 + 0.5) * step - 0.5).clamp(0.0, last as f32);
+                let i0 = f as usize;
+                let a = f - i0 as f32;
+                vec![(i0, 1.0 - a), ((i0 + 1).min(last), a)]
+            } else {
+                let (lo, hi) = (start + i as f32 * step, start + (i + 1) as f32 * step);
+                let mut taps = Vec::new();
+                let mut x = lo.floor();
+                while x < hi {
+                    let covered = (x + 1.0).min(hi) - x.max(lo);
+                    taps.push(((x.max(0.0) as usize).min(last), covered / step));
+                    x += 1.0;
+                }
+                taps
+            }
+        });
+        Taps(taps.collect())
     }
 }
 
@@ -168,5 +208,70 @@ impl BoxMeans {
         let at = |x: usize, y: usize| self.sums[y * (self.width + 1) + x];
         let total = at(x1, y1) - at(x0, y1) - at(x1, y0) + at(x0, y0);
         (total / ((x1 - x0) * (y1 - y0)) as f64) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden values from OpenCV: `cv2.resize(src, (w, h), interpolation=cv2.INTER_AREA)` on
+    /// this 9×7 `float32` plane.
+    #[test]
+    fn shrinking_averages_like_opencv_inter_area() {
+        let source = Plane {
+            width: 9,
+            height: 7,
+            pixels: (0..63)
+                .map(|i| (((i % 9) * 37 + (i / 9) * 11) % 50 * 5) as f32)
+                .collect(),
+        };
+        let golden: [(usize, usize, &[f32]); 2] = [
+            (
+                4,
+                3,
+                &[
+                    118.9683, 125.3175, 159.4445, 110.2381, 129.6032, 135.9524, 106.5873, 136.746,
+                    104.5238, 110.873, 113.254, 79.9206,
+                ],
+            ),
+            (
+                3,
+                3,
+                &[
+                    129.0476, 136.4286, 120.0, 123.8095, 131.1905, 126.6667, 118.5714, 90.2381,
+                    97.619,
+                ],
+            ),
+        ];
+        for (w, h, want) in golden {
+            let got = source.resized(w, h);
+            for (g, e) in got.pixels.iter().zip(want) {
+                assert!((g - e).abs() < 1e-3, "{w}×{h}: {:?}", got.pixels);
+            }
+        }
+    }
+
+    #[test]
+    fn enlarging_interpolates_between_centres_and_repeats_edges() {
+        let source = Plane {
+            width: 2,
+            height: 1,
+            pixels: vec![10.0, 50.0],
+        };
+        // Output centres at 0.25, 0.75, 1.25, 1.75: the first and last lie beyond the centres.
+        assert_eq!(source.resized(4, 1).pixels, vec![10.0, 20.0, 40.0, 50.0]);
+    }
+
+    #[test]
+    fn a_mirrored_window_is_the_window_flipped() {
+        let source = Plane {
+            width: 40,
+            height: 30,
+            pixels: (0..1200).map(|i| ((i * 7919) % 251) as f32).collect(),
+        };
+        let plain = source.window(18.0, 14.0, 25.0, 8, false);
+        let mirrored = source.window(18.0, 14.0, 25.0, 8, true);
+        assert_eq!(image::imageops::flip_horizontal(&plain), mirrored);
     }
 }
