@@ -427,13 +427,23 @@ fn patient_identity_is_shown_only_when_enabled_and_never_stored_or_logged() {
     }
 }
 
-/// A large image, so that its analysis lasts long enough to stop the appliance in the middle.
-fn big_png() -> Vec<u8> {
-    let mut big = Vec::new();
-    synthetic_knee(6000, 4500, 7)
-        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
-        .unwrap();
-    big
+/// A large image, so that its analysis lasts long enough to stop the appliance in the middle;
+/// made once. Under the emulator, where every step is many times slower, a quarter the pixels
+/// last long enough.
+fn big_png() -> &'static [u8] {
+    static BIG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BIG.get_or_init(|| {
+        let (w, h) = if under_emulator() {
+            (3000, 2250)
+        } else {
+            (6000, 4500)
+        };
+        let mut big = Vec::new();
+        synthetic_knee(w, h, 7)
+            .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
+            .unwrap();
+        big
+    })
 }
 
 /// How many analyses of big.png the note in `results/in-progress` says were started.
@@ -470,7 +480,7 @@ fn an_input_the_appliance_stops_on_is_tried_once_more_then_set_aside() {
     for stops in [1, 2] {
         let s = setup();
         let input = s.inbox.join("big.png");
-        fs::write(&input, &big).unwrap();
+        fs::write(&input, big).unwrap();
         let big_record = || records(&s.results).remove(&input.display().to_string());
         for n in 1..=stops {
             stop_midway(&s, n);
@@ -523,7 +533,7 @@ fn a_stop_with_a_reboot_is_not_held_against_the_file() {
         let s = setup();
         let boot_file = s.results.parent().unwrap().join("boot_id");
         let input = s.inbox.join("big.png");
-        fs::write(&input, &big).unwrap();
+        fs::write(&input, big).unwrap();
         for n in 1..=2u64 {
             let boot = if reboots {
                 format!("boot-{n}")
@@ -643,12 +653,9 @@ fn a_file_over_the_size_limit_is_rejected_unread_under_a_name_of_its_own() {
 #[test]
 fn a_stop_request_lets_the_analysis_under_way_finish() {
     let s = setup();
-    let mut big = Vec::new();
-    synthetic_knee(6000, 4500, 8)
-        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Png)
-        .unwrap();
+    let big = big_png();
     let input = s.inbox.join("big.png");
-    fs::write(&input, &big).unwrap();
+    fs::write(&input, big).unwrap();
     let mut child = spawn(&s);
     let note = s.results.join("in-progress");
     wait_for("the analysis to start", Duration::from_secs(180), || {

@@ -20,11 +20,16 @@ pub fn kneescreen() -> Command {
     }
 }
 
-/// True when the tests run the binary under an emulator (`KNEESCREEN_TEST_RUNNER`, the
-/// cross-built tests in CI). Tests that analyse dozens of images through several processes check
+/// Whether the tests run the binary under an emulator (`KNEESCREEN_TEST_RUNNER`).
+pub fn under_emulator() -> bool {
+    std::env::var("KNEESCREEN_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty())
+}
+
+/// True, and said on stderr, when the tests run the binary under an emulator (the cross-built
+/// tests in CI). Tests that analyse dozens of images through several processes check
 /// logic that is the same on every architecture; they run natively and say so when skipped here.
 pub fn emulated(test: &str) -> bool {
-    let emulated = std::env::var("KNEESCREEN_TEST_RUNNER").is_ok_and(|r| !r.trim().is_empty());
+    let emulated = under_emulator();
     if emulated {
         eprintln!("{test}: skipped under the emulator (it runs natively)");
     }
