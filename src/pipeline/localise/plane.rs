@@ -114,19 +114,24 @@ impl Plane {
         })
     }
 
-    /// Each output pixel from the source pixels its column and row taps name: across the
-    /// columns first, then down the rows.
+    /// Each output pixel from the source pixels its column and row taps name: each source row
+    /// the row taps use is passed across the columns once, then the rows are combined.
     fn resample(&self, columns: &Taps, rows: &Taps) -> Vec<f32> {
         let n = columns.0.len();
-        let mut across = vec![0.0f32; n];
+        let used = rows.0.iter().flatten().map(|&(y, _)| y);
+        let (first, last) = (used.clone().min().unwrap_or(0), used.max().unwrap_or(0));
+        let mut across = Vec::with_capacity((last - first + 1) * n);
+        let used_rows = &self.pixels[first * self.width..(last + 1) * self.width];
+        for source in used_rows.chunks_exact(self.width) {
+            across.extend(
+                (columns.0.iter())
+                    .map(|taps| taps.iter().map(|&(x, wx)| source[x] * wx).sum::<f32>()),
+            );
+        }
         let mut out = vec![0.0f32; n * rows.0.len()];
         for (row_taps, out_row) in rows.0.iter().zip(out.chunks_exact_mut(n)) {
             for &(y, wy) in row_taps {
-                let source = &self.pixels[y * self.width..][..self.width];
-                for (a, taps) in across.iter_mut().zip(&columns.0) {
-                    *a = taps.iter().map(|&(x, wx)| source[x] * wx).sum();
-                }
-                for (o, a) in out_row.iter_mut().zip(&across) {
+                for (o, a) in out_row.iter_mut().zip(&across[(y - first) * n..][..n]) {
                     *o += a * wy;
                 }
             }
