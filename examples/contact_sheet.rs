@@ -1,13 +1,18 @@
 //! Contact sheets of the localiser's output on a folder of images.
 //!
-//! `cargo run --release --example contact_sheet -- DIR [OUT_DIR] [--crops]`
+//! `cargo run --release --example contact_sheet -- DIR [OUT_DIR] [--crops] [--cut-outs=CUT_DIR]`
 //! writes `OUT_DIR/sheet-NN.png` (default `/tmp/localiser-sheets`): each image as a thumbnail
 //! with its number, every joint square (red: patient's right, blue: left, yellow: unknown,
 //! white: whole image is one joint) and its score; with `--crops` each joint's 224×224 crop
 //! follows its image. A line per image goes to stdout.
+//!
+//! With `--cut-outs=CUT_DIR`, every image with one joint found also gives the leg above and
+//! below that joint (from three quarters of the crop's side away, when at least 100 pixels and
+//! 0.4 of the width remain) as `above-…`/`below-…` PNGs in CUT_DIR: knee-free images, on which
+//! the same command then counts false joints.
 
 use image::{imageops, GrayImage, Rgb, RgbImage};
-use kneescreen::pipeline::localise::{crop, localise};
+use kneescreen::pipeline::localise::{crop, localise, Joint};
 use kneescreen::record::Side;
 
 const THUMB: u32 = 220;
@@ -17,6 +22,10 @@ const PER_SHEET: usize = 48;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let with_crops = args.iter().any(|a| a == "--crops");
+    let cut_outs = args.iter().find_map(|a| a.strip_prefix("--cut-outs="));
+    if let Some(cut_dir) = cut_outs {
+        std::fs::create_dir_all(cut_dir).expect("cut-out folder");
+    }
     let paths: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let dir = paths
         .first()
@@ -52,6 +61,11 @@ fn main() {
         let mut crops = Vec::new();
         match &result {
             Ok(loc) => {
+                if let (Some(cut_dir), [joint]) = (cut_outs, loc.joints.as_slice()) {
+                    if !loc.whole_image_is_one_joint {
+                        write_cut_outs(&gray, joint, path, cut_dir);
+                    }
+                }
                 if loc.whole_image_is_one_joint {
                     whole += 1;
                 } else {
@@ -132,6 +146,26 @@ fn main() {
         "{} images: {found} with joints, {whole} whole-image joints, {none} not found; sheets in {out_dir}",
         files.len()
     );
+}
+
+/// The leg above and below `joint`, each as its own PNG in `cut_dir`.
+fn write_cut_outs(gray: &GrayImage, joint: &Joint, path: &std::path::Path, cut_dir: &str) {
+    let (w, h) = (gray.width() as f32, gray.height() as f32);
+    let reach = 0.75 * joint.square.side as f32;
+    let stem = path.file_stem().unwrap().to_string_lossy();
+    for (part, top, bottom) in [
+        ("above", 0.0, joint.centre.1 - reach),
+        ("below", joint.centre.1 + reach, h),
+    ] {
+        let (top, bottom) = (top.max(0.0) as u32, bottom.min(h) as u32);
+        let rows = bottom.saturating_sub(top);
+        if rows >= 100 && rows as f32 >= 0.4 * w {
+            imageops::crop_imm(gray, 0, top, gray.width(), rows)
+                .to_image()
+                .save(format!("{cut_dir}/{part}-{stem}.png"))
+                .expect("cut-out written");
+        }
+    }
 }
 
 fn to_rgb(gray: &GrayImage) -> RgbImage {
