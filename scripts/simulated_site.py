@@ -45,11 +45,17 @@ applied to the 8-bit 224x224 source image, i.e. before the preprocessing contrac
         selection slice (as scripts/operating_point.py and the appliance set it) -- because the
         appliance calls OA that way, not from the grade's arg-max.
 
+    kneescreen eval --model int8 /work/simsite/val 2> refused.txt
+    .venv/bin/python scripts/simulated_site.py refusals refused.txt --sim /work/simsite
+        the images the appliance refused ("PATH: rejected: ..." lines of eval's stderr), counted per
+        simulated site.
+
 The simulated folders are ordinary <grade>/*.png trees, so `kneescreen eval /work/simsite/val` grades
 them through the Rust pipeline too.
 """
 import argparse
 import csv
+from collections import Counter
 import json
 import sys
 from pathlib import Path
@@ -302,6 +308,20 @@ def decide(args):
     print("decision: " + ("SHIP the new run" if ok else "do NOT ship: keep the shipped model"))
 
 
+def refusals(args):
+    manifest = list(csv.DictReader(open(Path(args.sim) / "MANIFEST.csv")))
+    site = {(r["split"], r["grade"], r["name"]): r["site"] for r in manifest}
+    refused = [Path(line.partition(": rejected: ")[0]).parts[-3:] for line in open(args.log)
+               if ": rejected: " in line]
+    unknown = [p for p in refused if tuple(p) not in site]
+    if unknown:
+        sys.exit(f"{'/'.join(unknown[0])} is not in {args.sim}/MANIFEST.csv: was the log made on another folder?")
+    print(f"refused: {len(refused)}")
+    for (split, name), n in Counter((split, site[(split, g, f)]) for split, g, f in refused).most_common():
+        total = sum(1 for r in manifest if r["split"] == split and r["site"] == name)
+        print(f"  {split} {name:10s} {n:4d} of {total}")
+
+
 def sensitivity(text):
     """An argparse type: a target sensitivity in (0, 1]."""
     value = float(text)
@@ -329,8 +349,11 @@ def main():
     d.add_argument("new")
     d.add_argument("--rule", choices=("operating-point", "grade-oa"), default="operating-point",
                    help="how the OA accuracy is counted (see above); grade-oa reproduces the 2026-12-01 decision")
+    r = sub.add_parser("refusals", help="the images `kneescreen eval` refused, per simulated site")
+    r.add_argument("log", help="eval's stderr")
+    r.add_argument("--sim", default="/work/simsite")
     args = p.parse_args()
-    {"write": write, "eval": evaluate, "decide": decide}[args.cmd](args)
+    {"write": write, "eval": evaluate, "decide": decide, "refusals": refusals}[args.cmd](args)
 
 
 if __name__ == "__main__":
