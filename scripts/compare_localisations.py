@@ -18,8 +18,12 @@ JOINT = re.compile(r"\w+ \((-?\d+),(-?\d+)\) side (\d+) score (-?[\d.]+)")
 
 def listing(path):
     """Image name -> [(x, y, side, score)] of a contact_sheet stdout (empty when none found)."""
+    try:
+        lines = open(path).readlines()
+    except OSError as e:
+        sys.exit(f"{path}: cannot read the listing ({e.strerror})")
     out = {}
-    for line in open(path):
+    for line in lines:
         m = LINE.match(line)
         if m and m.group(1) != "images:":  # the last line is the totals
             out[m.group(1)] = [tuple(map(float, j)) for j in JOINT.findall(m.group(2))]

@@ -247,11 +247,19 @@ def oa_threshold(score, y, target):
     return float(positives[int(np.ceil(target * len(positives))) - 1])
 
 
+def read_manifest(sim: Path):
+    """The rows of SIM/MANIFEST.csv (split, grade, name, site), which `write` made."""
+    try:
+        return list(csv.DictReader(open(sim / "MANIFEST.csv")))
+    except FileNotFoundError:
+        sys.exit(f"{sim}/MANIFEST.csv not found: make the simulated sites first (simulated_site.py write)")
+
+
 def evaluate(args):
     from train import fit_temperature, summarize
 
     data, sim = Path(args.data), Path(args.sim)
-    manifest = list(csv.DictReader(open(sim / "MANIFEST.csv")))
+    manifest = read_manifest(sim)
     names = {p: [f"{r['grade']}/{r['name']}" for r in manifest if r["split"] == p] for p in ("selection", "val")}
     site = {p: np.array([r["site"] for r in manifest if r["split"] == p]) for p in ("selection", "val")}
     sets = {}
@@ -309,8 +317,9 @@ def decide(args):
 
 
 def refusals(args):
-    manifest = list(csv.DictReader(open(Path(args.sim) / "MANIFEST.csv")))
+    manifest = read_manifest(Path(args.sim))
     site = {(r["split"], r["grade"], r["name"]): r["site"] for r in manifest}
+    totals = Counter((r["split"], r["site"]) for r in manifest)
     refused = [Path(line.partition(": rejected: ")[0]).parts[-3:] for line in open(args.log)
                if ": rejected: " in line]
     unknown = [p for p in refused if tuple(p) not in site]
@@ -318,8 +327,7 @@ def refusals(args):
         sys.exit(f"{'/'.join(unknown[0])} is not in {args.sim}/MANIFEST.csv: was the log made on another folder?")
     print(f"refused: {len(refused)}")
     for (split, name), n in Counter((split, site[(split, g, f)]) for split, g, f in refused).most_common():
-        total = sum(1 for r in manifest if r["split"] == split and r["site"] == name)
-        print(f"  {split} {name:10s} {n:4d} of {total}")
+        print(f"  {split} {name:10s} {n:4d} of {totals[(split, name)]}")
 
 
 def sensitivity(text):
