@@ -171,6 +171,11 @@ async function naturalWidth(locator) {
   return handle.evaluate((img) => img.naturalWidth);
 }
 
+// Waits until every <img> on the page has loaded (or failed), so closing the page cuts nothing short.
+function imagesLoaded(page) {
+  return page.waitForFunction(() => [...document.images].every((img) => img.complete));
+}
+
 // A fingerprint of the pixels the mirror <img> shows now.
 function mirrorPixels(page) {
   return page.evaluate(() => {
@@ -242,6 +247,8 @@ test('a bilateral radiograph shows the film with both knees and a card per knee'
   const job = page.locator('.job', { hasText: 'bilateral.png' });
   await job.locator('.kl').waitFor({ timeout: ANALYSIS_TIMEOUT });
   assert.match(await job.locator('.kl').innerText(), /^KL [0-4]/);
+  // Leaving the page while the overlay still loads would cut its request short.
+  assert.ok(await naturalWidth(job.locator('img.overlay')) > 0, 'the overlay image loaded');
   await job.locator('a.open').click();
   await page.waitForURL(/\/study\/[A-Za-z0-9_-]+$/);
   await page.locator('figure.film img').waitFor();
@@ -267,6 +274,7 @@ test('a bilateral radiograph shows the film with both knees and a card per knee'
   await page.reload();
   await page.locator('.card.knee').nth(1).locator('.site-grade select').waitFor();
   assert.equal(await page.locator('.card.knee').nth(1).locator('.site-grade select').inputValue(), '3');
+  await imagesLoaded(page);
   await page.screenshot({ path: join(OUT, 'study-bilateral.png'), fullPage: true });
   await page.close();
 });
