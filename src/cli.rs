@@ -476,13 +476,21 @@ fn bench_cmd(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn sign_models_cmd(args: &SignArgs) -> anyhow::Result<ExitCode> {
     use crate::pipeline::signature::SigningKey;
+    let dir = (args.dir.clone()).unwrap_or_else(crate::pipeline::model::default_models_dir);
+    let card = dir.join(crate::pipeline::model::CARD_FILE);
+    // Checked before a new key is made, so a mistyped folder does not leave a key behind.
+    anyhow::ensure!(
+        card.is_file(),
+        "{} not found: is {} a models folder?",
+        card.display(),
+        dir.display()
+    );
     let key = match args.new_key {
         true => SigningKey::create(&args.key, &args.name)?,
         false => SigningKey::load(&args.key, &args.name)?,
     };
-    let dir = (args.dir.clone()).unwrap_or_else(crate::pipeline::model::default_models_dir);
-    let card = dir.join(crate::pipeline::model::CARD_FILE);
-    key.sign_file(&card)?;
+    key.sign_file(&card)
+        .with_context(|| format!("signing {}", card.display()))?;
     println!(
         "signed {} with {} (verifying key {})",
         card.display(),

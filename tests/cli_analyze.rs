@@ -346,3 +346,25 @@ fn outputs_never_replace_an_input() {
         "nothing written"
     );
 }
+
+/// `sign-models --new-key` into a folder that holds no card: a clear error, and no key is left
+/// behind whose verifying key was never printed.
+#[test]
+fn sign_models_refuses_a_folder_without_a_card_before_making_a_key() {
+    let dir = temp_dir();
+    let key = dir.path().join("release-key.pk8");
+    let missing = dir.path().join("no-models-here");
+    let out = kneescreen()
+        .args(["sign-models", "--new-key", "--key"])
+        .arg(&key)
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("card.json not found: is") && stderr(&out).contains("no-models-here"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!key.exists(), "no key made");
+}
