@@ -4,7 +4,8 @@
 # network's fp32 file (seed 43; the selection slice stays seed 42's), exported to models/.
 #   scripts/retrain.sh [RUNS]      default: runs
 # Logs to RUNS/<recipe>/train.log and export.log; plots curves.png and confusion_val.png there.
-# Takes about an hour and a half on 2 CPU cores. Never run in CI. Then the OA call's ROC points:
+# Takes about an hour and a half on 2 CPU cores. Never run in CI. Ends with the int8 variant for
+# ARM (scripts/export_int8_arm.py, about 10 min). Then the OA call's ROC points:
 # sign the card with tests/fixtures/test-signing-key.pk8 (a debug build trusts it), run
 # `scripts/operating_point.py --bin target/debug/kneescreen`, and sign the card for release
 # (scripts/sign-models.sh RELEASE_KEY).
@@ -18,3 +19,4 @@ mkdir -p "$runs/improved/models" "$runs/robust_continued"
 .venv/bin/python scripts/train.py --recipe robust_continued --out "$runs/robust_continued" --seed 43 \
     --split-seed 42 --shipped "$runs/improved/models/kneekl-mnv2.fp32.onnx"
 .venv/bin/python scripts/export.py --run "$runs/robust_continued" --out models 2>&1 | tee "$runs/robust_continued/export.log"
+.venv/bin/python scripts/export_int8_arm.py --models models 2>&1 | tee "$runs/robust_continued/export_int8_arm.log"

@@ -66,7 +66,8 @@ pub struct RunArgs {
     /// Web console address (default 127.0.0.1:8080).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
-    /// int8, fp32, fp16 (CPUs with half-precision arithmetic), or a path to an ONNX file.
+    /// int8, fp32, int8-arm (made for aarch64), fp16 (CPUs with half-precision arithmetic), or a
+    /// path to an ONNX file.
     #[arg(long)]
     pub model: Option<String>,
     #[arg(long)]
@@ -87,8 +88,8 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
-    /// int8, fp32, fp16 (CPUs with half-precision arithmetic), or a path to an ONNX file with the
-    /// card's layout.
+    /// int8, fp32, int8-arm (made for aarch64), fp16 (CPUs with half-precision arithmetic), or a
+    /// path to an ONNX file with the card's layout.
     #[arg(long, default_value = "int8")]
     pub model: String,
     /// Folder holding card.json and the model files (default: found next to the binary).

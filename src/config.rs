@@ -35,7 +35,8 @@ pub struct Config {
     pub settle_ms: u64,
     /// Largest input file accepted.
     pub max_file_mb: u64,
-    /// `int8`, `fp32`, `fp16` (CPUs with half-precision arithmetic) or a path to an ONNX file.
+    /// `int8`, `fp32`, `int8-arm` (made for aarch64), `fp16` (CPUs with half-precision arithmetic)
+    /// or a path to an ONNX file.
     pub model: String,
     /// Folder with card.json and the model files (default: found next to the binary).
     pub models_dir: Option<PathBuf>,

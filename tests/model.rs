@@ -55,8 +55,8 @@ fn fixture_inputs() -> Vec<(String, Value, GrayImage)> {
         .collect()
 }
 
-/// The fixtures a comparison of two ways of running the same model uses: every one natively, the
-/// first two under the emulator, where a pass takes seconds (the same kernels run on each).
+/// The fixtures a model is checked on: every one natively, the first two under the emulator,
+/// where a pass takes seconds (the same kernels run on each).
 fn comparison_inputs() -> Vec<(String, Value, GrayImage)> {
     let mut inputs = fixture_inputs();
     if util::under_emulator() {
@@ -65,12 +65,24 @@ fn comparison_inputs() -> Vec<(String, Value, GrayImage)> {
     inputs
 }
 
+/// Every variant the card lists (also those made for another CPU: they load anywhere).
+fn card_variants() -> Vec<String> {
+    let card = Card::load(&default_models_dir()).expect("card");
+    card.models.keys().cloned().collect()
+}
+
 /// Runs `check(classifier, network input image, expected outputs of this variant, tolerance)`
-/// for every fixture image and both shipped variants.
+/// for every shipped variant and every fixture image (the first two under the emulator).
 fn for_each_fixture(mut check: impl FnMut(&Classifier, &GrayImage, &Value, f32, &str)) {
     let dir = default_models_dir();
-    let inputs = fixture_inputs();
-    for (variant, tolerance) in [("fp32", FP32_TOLERANCE), ("int8", INT8_TOLERANCE)] {
+    let inputs = comparison_inputs();
+    for variant in card_variants() {
+        let variant = variant.as_str();
+        let tolerance = if variant == "fp32" {
+            FP32_TOLERANCE
+        } else {
+            INT8_TOLERANCE
+        };
         let classifier = Classifier::load(&dir, variant).expect("model loads");
         for (name, want, input) in &inputs {
             let what = format!("{variant} {name}");
@@ -136,14 +148,17 @@ fn classify_averages_the_mirror_like_onnxruntime() {
 }
 
 #[test]
-fn int8_and_fp32_agree_on_fixture_grades() {
+fn int8_variants_and_fp32_agree_on_fixture_grades() {
     let e = expected();
     for (name, want) in e["images"].as_object().unwrap() {
-        assert_eq!(want["fp32"]["grade"], want["int8"]["grade"], "{name}");
-        assert_eq!(
-            want["fp32"]["flip_average"]["grade"], want["int8"]["flip_average"]["grade"],
-            "{name}"
-        );
+        for variant in card_variants().iter().filter(|v| *v != "fp32") {
+            let what = format!("{variant} {name}");
+            assert_eq!(want["fp32"]["grade"], want[variant]["grade"], "{what}");
+            assert_eq!(
+                want["fp32"]["flip_average"]["grade"], want[variant]["flip_average"]["grade"],
+                "{what}"
+            );
+        }
     }
 }
 
@@ -253,7 +268,7 @@ fn only_a_signed_models_folder_is_loaded_and_records_name_the_signer() {
             .signer
             .as_deref()
             .unwrap()
-            .starts_with("kneescreen project release key (key 2a743286"),
+            .starts_with("kneescreen project release key (key 861dcade"),
         "{:?}",
         shipped.signer
     );
@@ -363,8 +378,8 @@ fn fp16_runs_where_the_cpu_has_half_precision_and_grades_as_fp32() {
 #[test]
 fn tract_runs_this_architectures_kernels() {
     let dir = default_models_dir();
-    for variant in ["fp32", "int8"] {
-        let kernels = Classifier::load(&dir, variant).unwrap().kernels();
+    for variant in card_variants() {
+        let kernels = Classifier::load(&dir, &variant).unwrap().kernels();
         eprintln!("{variant} kernels: {kernels:?}");
         let prefix = if cfg!(target_arch = "aarch64") {
             "arm64"
@@ -376,6 +391,46 @@ fn tract_runs_this_architectures_kernels() {
                 .keys()
                 .all(|k| k.contains(prefix) || k.contains("fma")),
             "{variant}: {kernels:?}"
+        );
+    }
+}
+
+/// The variant made for ARM runs its quantized convolutions on tract's integer kernels (SDOT
+/// where the CPU has dot-product instructions, as a Pi 5's Cortex-A76 does; CI runs this under
+/// qemu as a Cortex-A72 and as an A76), and is offered only on aarch64.
+#[test]
+fn int8_for_arm_runs_integer_kernels_and_is_offered_on_arm_only() {
+    let dir = default_models_dir();
+    let card = Card::load(&dir).unwrap();
+    let arm: Vec<&String> = card
+        .models
+        .iter()
+        .filter(|(_, m)| m.arch.as_deref() == Some("aarch64"))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(arm, ["int8-arm"], "the card's variants made for ARM");
+    let offered = model::runnable_variants(&card).contains(arm[0]);
+    assert_eq!(offered, cfg!(target_arch = "aarch64"));
+    let kernels = Classifier::load(&dir, arm[0]).unwrap().kernels();
+    eprintln!("int8-arm kernels: {kernels:?}");
+    let integer: usize = kernels
+        .iter()
+        .filter(|(k, _)| k.contains("i32"))
+        .map(|(_, uses)| uses)
+        .sum();
+    assert!(
+        integer >= 20,
+        "most convolutions on integer kernels: {kernels:?}"
+    );
+    #[cfg(target_arch = "aarch64")]
+    {
+        let sdot = std::arch::is_aarch64_feature_detected!("dotprod");
+        let dot = kernels
+            .keys()
+            .any(|k| k.contains("i32") && k.contains("dot"));
+        assert_eq!(
+            dot, sdot,
+            "SDOT kernels exactly where the CPU has them: {kernels:?}"
         );
     }
 }
@@ -416,9 +471,9 @@ fn channels_last_plan_computes_what_the_exported_layout_does() {
     let inputs = comparison_inputs();
     let largest = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
     let gap = |x: &[f32], y: &[f32]| x.iter().zip(y).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    for variant in ["fp32", "int8"] {
-        let last = Classifier::load(&dir, variant).unwrap();
-        let first = Classifier::load_with_layout(&dir, variant, ConvLayout::AsExported).unwrap();
+    for variant in card_variants() {
+        let last = Classifier::load(&dir, &variant).unwrap();
+        let first = Classifier::load_with_layout(&dir, &variant, ConvLayout::AsExported).unwrap();
         for (name, _, input) in &inputs {
             let (a, b) = (
                 last.classify(input).unwrap(),

@@ -99,8 +99,22 @@ pub struct ModelFile {
     /// for a target sensitivity; without it OA is called for grades ≥ `oa_from_grade`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oa_roc: Option<Roc>,
+    /// The CPU architecture the file is made for (as `std::env::consts::ARCH` names it, e.g.
+    /// "aarch64"): elsewhere it still loads when asked for by name, but it is not offered, because
+    /// its kernels there are slow (the integer int8 variant on x86).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ModelFile {
+    /// Whether this file is made for the CPU this binary runs on.
+    pub fn suits_this_cpu(&self) -> bool {
+        self.arch
+            .as_deref()
+            .is_none_or(|a| a == std::env::consts::ARCH)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -320,9 +334,15 @@ pub fn cpu_has_fp16() -> bool {
     tract_linalg::has_fp16()
 }
 
-/// The variants this machine can run: the card's, and fp16 where the CPU has it.
+/// The variants this machine can run: the card's that suit its CPU, and fp16 where the CPU has
+/// it.
 pub fn runnable_variants(card: &Card) -> Vec<String> {
-    let mut names: Vec<String> = card.models.keys().cloned().collect();
+    let mut names: Vec<String> = card
+        .models
+        .iter()
+        .filter(|(_, m)| m.suits_this_cpu())
+        .map(|(name, _)| name.clone())
+        .collect();
     if cpu_has_fp16() && card.models.contains_key(FP16_SOURCE) {
         names.push(FP16.to_string());
     }

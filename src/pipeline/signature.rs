@@ -20,7 +20,7 @@ pub const SIG_SUFFIX: &str = ".sig";
 /// The project's release key (the private half is kept outside the repository; `scripts/sign-models.sh`).
 const PROJECT_KEY: (&str, &str) = (
     "kneescreen project release key",
-    "2a743286c67ec64665f34688dc155e82fc271d014a6fd9a4f3226b4d42a26776",
+    "861dcadee96a9ecb1c524380165af96bfeb7f55e5502cf643a889ab9bac311b1",
 );
 /// The test key (its private half is `tests/fixtures/test-signing-key.pk8`): trusted by debug
 /// builds only, so the tests can sign the models folders they change. Release builds never
